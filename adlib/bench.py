@@ -1,0 +1,203 @@
+"""The benchmark command: train and evaluate a registered method on a protocol.
+
+``python -m adlib bench adacl --dataset mnist --classes all --seeds 0 1 2`` runs every
+(class, seed) pair of the grid, shows progress, and appends one row per run to
+``results/<method>_<dataset>.jsonl`` (see :mod:`adlib.results`) with its provenance: the
+command, git commit, seeds, package versions, CPU/GPU, wall time and peak memory. Runs already in
+the file are skipped, so an interrupted grid resumes where it stopped.
+
+``python -m adlib table results/adacl_mnist.jsonl`` prints the per-class table of a file, and
+``python -m adlib list`` the registered detectors with what they declare.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import datetime as dt
+import json
+import os
+import platform
+import resource
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from . import __version__
+from .data import load_dataset
+from .metrics import evaluate
+from .protocols import one_class, resolve_classes
+from .registry import available_detectors, detector_class, get_detector
+from .results import append_row, load_results, per_class_table, read_rows, run_key
+
+__all__ = ["provenance", "run_one", "run_grid", "main"]
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _git(*args) -> str:
+    try:
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True,
+                              timeout=10).stdout.strip()
+    except Exception:
+        return ""
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def provenance() -> dict:
+    """Who and what produced a row: command, commit, versions and hardware."""
+    import sklearn
+    import torchvision
+    return {
+        "command": " ".join(shlex.quote(a) for a in ["python", "-m", "adlib", *sys.argv[1:]]),
+        "commit": _git("rev-parse", "HEAD"),
+        "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        "versions": {"adlib": __version__, "python": platform.python_version(),
+                     "torch": torch.__version__, "torchvision": torchvision.__version__,
+                     "numpy": np.__version__, "sklearn": sklearn.__version__},
+        "cpu": _cpu_model(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "deterministic": torch.are_deterministic_algorithms_enabled(),
+        "hostname": platform.node(),
+    }
+
+
+def _jsonable(value):
+    if isinstance(value, (tuple, list)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    return value if isinstance(value, (int, float, str, bool, type(None), dict)) else repr(value)
+
+
+def run_one(method: str, split, seed: int, params: dict, quick: bool, verbose: bool) -> dict:
+    """Fit ``method`` on ``split`` with ``seed``; return the metrics and timings."""
+    detector = get_detector(method, seed=seed, **params)
+    if "quick" in detector.get_params():
+        detector.set_params(quick=quick)
+    if "verbose" in detector.get_params():
+        detector.set_params(verbose=verbose)
+    detector.fit(split.X_train, split.X_val)
+    started = time.perf_counter()
+    scores = detector.score(split.X_test)
+    score_s = time.perf_counter() - started
+    out = {**evaluate(split.y_test, scores), "fit_s": round(detector.fit_seconds_, 3),
+           "score_s": round(score_s, 3),
+           "params": {k: _jsonable(v) for k, v in detector.get_params().items()}}
+    for attr in ("epochs_run_", "best_epoch_"):
+        if hasattr(detector, attr):
+            out[attr.rstrip("_")] = int(getattr(detector, attr))
+    if hasattr(detector, "history_"):
+        out["history"] = detector.history_
+    return out
+
+
+def run_grid(method: str, dataset: str, classes="all", seeds=(0,), *, quick: bool = False,
+             params: dict | None = None, variant: str = "default", out: str | None = None,
+             max_train: int | None = None, max_test: int | None = None, root=None,
+             verbose: bool = True) -> Path:
+    """Run the (class x seed) grid, appending one row per finished run to ``out``."""
+    cls = detector_class(method)
+    params = dict(params or {})
+    if "num_epochs" in cls._param_names() and "num_epochs" not in params:
+        params["num_epochs"] = cls.epochs_for(dataset, quick)
+    out = Path(out or REPO / "results" / f"{cls.name}_{dataset}.jsonl")
+    train, test = load_dataset(dataset, "train", root=root), load_dataset(dataset, "test", root=root)
+    class_list = resolve_classes(classes, len(train.classes))
+    done = {r.get("key") for r in read_rows(out)}
+    grid = [(c, s) for s in seeds for c in class_list]
+    todo = [(c, s) for c, s in grid
+            if run_key(cls.name, dataset, c, s, variant, quick) not in done]
+    print(f"{cls.name} on {dataset}: {len(grid)} runs, {len(grid) - len(todo)} already in {out}")
+    base = provenance()
+    for c, s in tqdm(todo, desc=f"{cls.name}/{dataset}", unit="run", disable=not verbose):
+        wall = time.perf_counter()
+        split = one_class(dataset, c, seed=s, preprocess=cls.preprocess, max_train=max_train,
+                          max_test=max_test, train_set=train, test_set=test)
+        result = run_one(cls.name, split, s, params, quick, verbose)
+        row = {"key": run_key(cls.name, dataset, c, s, variant, quick), "method": cls.name,
+               "dataset": dataset, "normal_class": c, "class_name": train.classes[c], "seed": s,
+               "variant": variant, "quick": quick, **result, "protocol": split.info,
+               "wall_s": round(time.perf_counter() - wall, 3),
+               "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+               "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+               **base}
+        append_row(out, row)
+        tqdm.write(f"  class {c} seed {s}: AUROC {100 * result['auroc']:.2f} "
+                   f"({row['wall_s']:.0f} s)")
+    return out
+
+
+def _parse_set(items) -> dict:
+    params = {}
+    for item in items or []:
+        if "=" not in item:
+            raise SystemExit(f"--set expects key=value, got {item!r}")
+        key, value = item.split("=", 1)
+        try:
+            params[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            params[key] = value
+    return params
+
+
+def main(argv=None) -> int:
+    """Entry point of ``python -m adlib``."""
+    parser = argparse.ArgumentParser(prog="python -m adlib", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("bench", help="run a method on a protocol and append results")
+    b.add_argument("method", help=f"a registered detector: {', '.join(available_detectors())}")
+    b.add_argument("--dataset", default="mnist")
+    b.add_argument("--classes", nargs="+", default=["all"], help="'all' or class indices")
+    b.add_argument("--seeds", nargs="+", type=int, default=[0])
+    b.add_argument("--quick", action="store_true", help="quick mode: capped epochs")
+    b.add_argument("--epochs", type=int, help="override the method's epoch budget")
+    b.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="detector parameters")
+    b.add_argument("--variant", default="default", help="name of this configuration")
+    b.add_argument("--out", help="results file (default results/<method>_<dataset>.jsonl)")
+    b.add_argument("--max-train", type=int, help="cap the training normals")
+    b.add_argument("--max-test", type=int, help="cap the test images (stratified)")
+    b.add_argument("--data-root", help="data folder (default $ADLIB_DATA)")
+    b.add_argument("--quiet", action="store_true")
+    t = sub.add_parser("table", help="per-class table of results files")
+    t.add_argument("paths", nargs="+")
+    t.add_argument("--metric", default="auroc")
+    t.add_argument("--by", default="method")
+    sub.add_parser("list", help="registered detectors and what they declare")
+    args = parser.parse_args(argv)
+
+    if args.command == "list":
+        for name in available_detectors():
+            cls = detector_class(name)
+            print(f"{name:18s} {cls.learning_type:10s} epochs={cls.default_epochs} "
+                  f"quick={cls.quick_epochs} gpu={cls.needs_gpu} notebook={cls.notebook}")
+        return 0
+    if args.command == "table":
+        df = load_results(*args.paths)
+        if df.empty:
+            print("no rows")
+            return 1
+        print(per_class_table(df, args.metric, args.by).to_string())
+        return 0
+    classes = "all" if args.classes == ["all"] else [int(c) for c in args.classes]
+    params = _parse_set(args.set)
+    if args.epochs is not None:
+        params["num_epochs"] = args.epochs
+    run_grid(args.method, args.dataset, classes, args.seeds, quick=args.quick, params=params,
+             variant=args.variant, out=args.out, max_train=args.max_train,
+             max_test=args.max_test, root=args.data_root, verbose=not args.quiet)
+    return 0

@@ -1,0 +1,313 @@
+"""The one detector contract of the book, and the shared training loop of the deep methods.
+
+:class:`BaseDetector` (after PyOD and scikit-learn): ``fit(X_train, X_val=None) -> self`` and
+``score(X) -> ndarray`` where **higher means more anomalous**. ``__init__`` only stores keyword
+arguments; ``fit`` validates, resolves the seed and ends in :meth:`BaseDetector._finish_fit`, which
+sets ``train_scores_`` and ``threshold_``. Thresholding (``predict``) lives only here.
+
+:class:`BaseDeepDetector` owns the device, seeding, optimizer, epoch loop with a ``tqdm`` bar,
+quick-mode epoch cap, early stopping on a validation metric, NaN checks and checkpoints. A deep
+method implements hooks, not loops:
+
+* ``build_network(input_shape) -> nn.Module``
+* ``training_loss(batch) -> Tensor`` (or override ``training_step`` for several players)
+* ``batch_scores(batch) -> Tensor`` (higher = more anomalous)
+* optional ``setup(X_train, X_val)``, ``validation_metric(X_val)``, ``on_epoch_end(epoch)``,
+  ``configure_optimizers(steps_per_epoch)``.
+
+Class attributes declare what a method needs (``learning_type``, ``inputs``, ``default_epochs``,
+``quick_epochs``, ``needs_gpu``, ``pretrained_weights``); the bench command and the notebooks read
+them instead of branching on the method's name.
+"""
+from __future__ import annotations
+
+import inspect
+import time
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .protocols import Preprocess
+from .training import (EarlyStopping, check_finite, default_device, load_checkpoint,
+                       save_checkpoint, seed_everything)
+
+__all__ = ["BaseDetector", "BaseDeepDetector", "NotFittedError", "as_tensor"]
+
+
+class NotFittedError(RuntimeError):
+    """``score`` or ``predict`` was called before ``fit``."""
+
+
+def as_tensor(X) -> torch.Tensor:
+    """Validate model input: a float ``N x C x H x W`` tensor (numpy arrays are converted)."""
+    if isinstance(X, np.ndarray):
+        X = torch.from_numpy(X)
+    if not isinstance(X, torch.Tensor):
+        raise TypeError(f"expected a tensor or array of images, got {type(X).__name__}")
+    if X.ndim != 4:
+        raise ValueError(f"expected images of shape N x C x H x W, got shape {tuple(X.shape)}")
+    if len(X) == 0:
+        raise ValueError("empty input: the training set holds no image")
+    if not torch.isfinite(X).all():
+        raise ValueError("input images contain NaN or inf")
+    return X.float()
+
+
+class BaseDetector:
+    """A fitted anomaly detector: ``fit`` on normal images, ``score`` any images.
+
+    Attributes set by ``fit``: ``train_scores_`` (scores of the training images), ``threshold_``
+    (their ``1 - contamination`` quantile), ``fit_seconds_``.
+    """
+
+    #: short registry name, set by :func:`adlib.registry.register`
+    name: str = ""
+    #: "one_class" (normal data only), "few_shot" (a few labelled anomalies), "transfer"
+    learning_type: str = "one_class"
+    #: what it scores: images (video is scored as frame patches)
+    inputs: tuple = ("image",)
+    #: epochs by dataset name (key None is the fallback); None for non-iterative methods
+    default_epochs: dict | None = None
+    quick_epochs: int | None = None
+    needs_gpu: bool = False
+    pretrained_weights: bool = False
+    #: the chapter that explains the method
+    notebook: str = ""
+    #: how the protocol turns images into this method's input
+    preprocess = Preprocess()
+
+    def __init__(self, seed: int = 0, contamination: float = 0.1):
+        self.seed = seed
+        self.contamination = contamination
+
+    # -- parameters (scikit-learn style) ------------------------------------------------
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        names = []
+        for klass in cls.__mro__:
+            if "__init__" not in vars(klass) or klass is object:
+                continue
+            for p in inspect.signature(klass.__init__).parameters.values():
+                if p.name != "self" and p.kind is p.POSITIONAL_OR_KEYWORD and p.name not in names:
+                    names.append(p.name)
+        return names
+
+    def get_params(self) -> dict:
+        """The constructor's keyword arguments and their current values."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params) -> "BaseDetector":
+        """Set constructor arguments; unknown names raise a ``ValueError`` listing valid ones."""
+        valid = self._param_names()
+        for key, value in params.items():
+            if key not in valid:
+                raise ValueError(f"{type(self).__name__} has no parameter {key!r}; "
+                                 f"valid: {', '.join(valid)}")
+            setattr(self, key, value)
+        return self
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    # -- the contract ----------------------------------------------------------------------
+    def fit(self, X_train, X_val=None) -> "BaseDetector":
+        """Fit on normal training images (``N x C x H x W``); ``X_val`` holds normals only."""
+        raise NotImplementedError
+
+    def score(self, X) -> np.ndarray:
+        """Anomaly scores of images ``X``, higher = more anomalous."""
+        raise NotImplementedError
+
+    def predict(self, X) -> np.ndarray:
+        """1 where ``score(X) >= threshold_`` (the training scores' 1 - contamination quantile)."""
+        self._check_is_fitted()
+        return (self.score(X) >= self.threshold_).astype(np.int64)
+
+    # -- shared helpers --------------------------------------------------------------------
+    def _check_is_fitted(self) -> None:
+        if not hasattr(self, "train_scores_"):
+            raise NotFittedError(f"{type(self).__name__} is not fitted: call fit(X_train) first")
+
+    def _finish_fit(self, X_train, started: float) -> "BaseDetector":
+        if not 0 < self.contamination < 0.5 + 1e-12:
+            raise ValueError(f"contamination={self.contamination} must lie in (0, 0.5]")
+        self.fit_seconds_ = time.perf_counter() - started
+        self.train_scores_ = np.zeros(0)  # mark fitted so that score() may run
+        self.train_scores_ = self.score(X_train)
+        self.threshold_ = float(np.quantile(self.train_scores_, 1 - self.contamination))
+        return self
+
+    @classmethod
+    def epochs_for(cls, dataset: str | None, quick: bool = False) -> int | None:
+        """The method's epoch budget for ``dataset`` (``quick_epochs`` in quick mode)."""
+        if cls.default_epochs is None:
+            return None
+        if quick and cls.quick_epochs is not None:
+            return cls.quick_epochs
+        return cls.default_epochs.get(dataset, cls.default_epochs.get(None))
+
+
+class BaseDeepDetector(BaseDetector):
+    """Shared loop for the torch methods; subclasses implement the hooks listed above.
+
+    Args:
+        num_epochs: epoch budget (``None``: the class's ``default_epochs[None]``).
+        batch_size, lr: the loader's batch size and the optimizer's learning rate.
+        patience: early-stopping patience in epochs on ``validation_metric`` (``None``: keep the
+            best epoch but never stop early). Without ``X_val`` the last epoch is kept.
+        quick: cap the epochs at ``quick_epochs`` (CI and notebooks' quick mode).
+        device: ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda"``.
+        checkpoint: path of a checkpoint written atomically after every epoch (optional).
+        verbose: show progress bars.
+    """
+
+    default_epochs = {None: 10}
+    quick_epochs = 1
+    #: "max" when a higher validation metric is better, "min" for a loss
+    validation_mode = "max"
+
+    def __init__(self, num_epochs: int | None = None, batch_size: int = 64, lr: float = 1e-3,
+                 patience: int | None = None, quick: bool = False, device: str = "auto",
+                 checkpoint: str | None = None, verbose: bool = True, seed: int = 0,
+                 contamination: float = 0.1):
+        super().__init__(seed=seed, contamination=contamination)
+        self.num_epochs = num_epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.patience = patience
+        self.quick = quick
+        self.device = device
+        self.checkpoint = checkpoint
+        self.verbose = verbose
+
+    # -- hooks -------------------------------------------------------------------------------
+    def build_network(self, input_shape: tuple) -> torch.nn.Module:
+        """Return the method's network for inputs of shape ``C x H x W``."""
+        raise NotImplementedError
+
+    def training_loss(self, batch: torch.Tensor) -> torch.Tensor:
+        """The loss of one batch of normal images (single-optimizer methods)."""
+        raise NotImplementedError
+
+    def batch_scores(self, batch: torch.Tensor) -> torch.Tensor:
+        """Anomaly scores of one batch, in eval mode and without gradients."""
+        raise NotImplementedError
+
+    def setup(self, X_train: torch.Tensor, X_val: torch.Tensor | None) -> None:
+        """Called once after the network is built, before the first epoch."""
+
+    def validation_metric(self, X_val: torch.Tensor) -> float | None:
+        """A number to select the epoch by (see ``validation_mode``); ``None`` disables it."""
+        return None
+
+    def on_epoch_end(self, epoch: int) -> None:
+        """Called after every epoch (snapshots, schedules)."""
+
+    def configure_optimizers(self, steps_per_epoch: int):
+        """Return ``(optimizer, scheduler_or_None)``; the scheduler is stepped every batch."""
+        return torch.optim.Adam(self.network_.parameters(), lr=self.lr), None
+
+    def training_step(self, batch: torch.Tensor, epoch: int) -> dict:
+        """One optimisation step; override for several players. Returns losses as floats."""
+        loss = self.training_loss(batch)
+        check_finite(loss, epoch)
+        self.optimizer_.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer_.step()
+        if self.scheduler_ is not None:
+            self.scheduler_.step()
+        return {"loss": float(loss)}
+
+    # -- the loop ------------------------------------------------------------------------------
+    def _num_epochs(self) -> int:
+        epochs = self.num_epochs if self.num_epochs is not None else self.epochs_for(None)
+        if self.quick and self.quick_epochs is not None:
+            epochs = min(epochs, self.quick_epochs)
+        if epochs < 1:
+            raise ValueError(f"num_epochs={epochs} must be at least 1")
+        return epochs
+
+    def _batches(self, X: torch.Tensor, shuffle: bool):
+        n = len(X)
+        order = torch.randperm(n, generator=self.generator_) if shuffle else torch.arange(n)
+        for start in range(0, n, self.batch_size):
+            yield X[order[start:start + self.batch_size]].to(self.device_)
+
+    def fit(self, X_train, X_val=None) -> "BaseDeepDetector":
+        """Train for the epoch budget, keep the epoch with the best validation metric."""
+        started = time.perf_counter()
+        X_train = as_tensor(X_train)
+        X_val = as_tensor(X_val) if X_val is not None and len(X_val) else None
+        seed_everything(self.seed)
+        self.generator_ = torch.Generator().manual_seed(self.seed)
+        self.device_ = default_device(self.device)
+        self.input_shape_ = tuple(X_train.shape[1:])
+        self.network_ = self.build_network(self.input_shape_).to(self.device_)
+        steps = (len(X_train) + self.batch_size - 1) // self.batch_size
+        self.optimizer_, self.scheduler_ = self.configure_optimizers(steps)
+        self.setup(X_train, X_val)
+        stopper = EarlyStopping(self.patience, mode=self.validation_mode)
+        self.history_ = []
+        epochs = self._num_epochs()
+        bar = tqdm(range(epochs), desc=f"{self.name or type(self).__name__}", unit="epoch",
+                   disable=not self.verbose, leave=False)
+        for epoch in bar:
+            self.network_.train()
+            sums, count = {}, 0
+            for batch in self._batches(X_train, shuffle=True):
+                for key, value in self.training_step(batch, epoch).items():
+                    sums[key] = sums.get(key, 0.0) + value
+                count += 1
+            row = {"epoch": epoch, **{k: v / count for k, v in sums.items()}}
+            if X_val is not None:
+                self.network_.eval()
+                with torch.no_grad():
+                    val = self.validation_metric(X_val)
+                if val is not None:
+                    row["val_metric"] = float(val)
+            self.history_.append(row)
+            bar.set_postfix({k: f"{v:.4f}" for k, v in row.items() if k != "epoch"})
+            self.on_epoch_end(epoch)
+            if self.checkpoint:
+                self.save(self.checkpoint)
+            if "val_metric" in row and stopper.step(row["val_metric"], epoch, self.network_):
+                break
+        stopper.restore(self.network_)
+        self.best_epoch_ = stopper.best_epoch if stopper.best is not None else epoch
+        self.epochs_run_ = epoch + 1
+        return self._finish_fit(X_train, started)
+
+    @torch.no_grad()
+    def score(self, X) -> np.ndarray:
+        """Scores of ``X`` by ``batch_scores`` in eval mode, batch by batch."""
+        self._check_is_fitted()
+        X = as_tensor(X)
+        self.network_.eval()
+        out = [self.batch_scores(b).detach().float().cpu().reshape(-1)
+               for b in self._batches(X, shuffle=False)]
+        return torch.cat(out).double().numpy()
+
+    # -- persistence ---------------------------------------------------------------------------
+    def save(self, path) -> None:
+        """Write the network's weights and the parameters atomically."""
+        params = {k: v for k, v in self.get_params().items()
+                  if isinstance(v, (int, float, str, bool, type(None), tuple, list))}
+        save_checkpoint(path, {"state_dict": self.network_.state_dict(), "params": params,
+                               "input_shape": list(self.input_shape_),
+                               "history": getattr(self, "history_", [])})
+
+    def load(self, path) -> "BaseDeepDetector":
+        """Restore weights saved by :meth:`save` (read with ``weights_only=True``)."""
+        state = load_checkpoint(path)
+        self.set_params(**{k: v for k, v in state["params"].items() if k in self._param_names()})
+        self.device_ = default_device(self.device)
+        self.generator_ = torch.Generator().manual_seed(self.seed)
+        self.input_shape_ = tuple(state["input_shape"])
+        self.network_ = self.build_network(self.input_shape_).to(self.device_)
+        self.network_.load_state_dict(state["state_dict"])
+        self.history_ = state.get("history", [])
+        self.train_scores_ = np.zeros(0)
+        self.threshold_ = float("inf")
+        return self

@@ -1,0 +1,268 @@
+"""ADACL: Augment to Detect Anomalies with Continuous Labelling.
+
+Paper: M. Khazaie, "Solving Challenges in Deep Unsupervised Methods for Anomaly Detection",
+MSc thesis, Western University, 2022, chapter 4. Notebook: ``notebooks/06_adacl.py``.
+
+Idea: anomaly detection becomes supervised regression. Every normal training image gets one
+randomly chosen structural augmentation (cut-paste, puzzling, rotation by 90 or 270 degrees,
+mix-up with a rotated copy; section 4.3.4) that turns it into a "made anomaly", so made anomalies
+equal normals in number (section 4.4.1). Labels are drawn uniformly from [0, 0.3] for normals and
+[0.7, 1] for made anomalies (continuous labelling, section 4.3.3). A small CNN (four convolutions,
+global max pooling, two dense layers, one output clipped to [0, 1], no sigmoid; under 300k
+parameters, section 4.4) regresses these labels with the MSE loss (section 4.3.2), trained with
+Adam and a cyclic learning rate for a fixed epoch budget, keeping the epoch with the best AUROC on
+a validation set of 150 held-out normals and their augmented copies (section 4.4).
+
+Score: the regressor's output, in [0, 1]; higher = more anomalous.
+
+Choices the thesis leaves open, and what we chose (named in the notebook too):
+
+* channel widths 32-64-128-128 with 3x3 kernels, batch normalisation, leaky ReLU and a 2x2 max
+  pooling after each of the first three convolutions; a 64-unit hidden dense layer (about 250k
+  parameters for RGB input);
+* cut-paste patch sides uniform in [10%, 40%] of the image side; mix-up
+  ``lam * x + (1 - lam) * rot(x)`` with ``lam ~ U[0.5, 0.8]`` and a rotation of 90, 180 or 270
+  degrees; puzzling draws a random permutation of the four quarters other than the identity;
+* the cyclic learning rate is ``torch.optim.lr_scheduler.CyclicLR`` (triangular, from lr/10 to lr,
+  one half-cycle per epoch); the validation normals come from the protocol's held-out split, so
+  they are never training images (the thesis says only "150 randomly selected samples").
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..detectors import BaseDeepDetector
+from ..metrics import auroc
+from ..registry import register
+
+__all__ = ["cut_paste", "puzzle", "rotate90", "rotate270", "mixup", "AUGMENTATIONS",
+           "make_anomalies", "sample_labels", "ADACLNet", "ADACL"]
+
+
+# ----------------------------------------------------------------- augmentations (section 4.3.4)
+
+def _randint(low: int, high: int, g: torch.Generator) -> int:
+    """An integer uniform in [low, high] (inclusive)."""
+    return int(torch.randint(low, high + 1, (1,), generator=g))
+
+
+def cut_paste(x: torch.Tensor, g: torch.Generator, min_frac: float = 0.1,
+              max_frac: float = 0.4) -> torch.Tensor:
+    """Copy a random rectangle of ``x`` (C x H x W) to another random place of the same image."""
+    _, h, w = x.shape
+    ph = _randint(max(1, int(min_frac * h)), max(1, int(max_frac * h)), g)
+    pw = _randint(max(1, int(min_frac * w)), max(1, int(max_frac * w)), g)
+    sy, sx = _randint(0, h - ph, g), _randint(0, w - pw, g)
+    dy, dx = _randint(0, h - ph, g), _randint(0, w - pw, g)
+    out = x.clone()
+    out[:, dy:dy + ph, dx:dx + pw] = x[:, sy:sy + ph, sx:sx + pw]
+    return out
+
+
+_QUARTER_PERMUTATIONS = [p for p in __import__("itertools").permutations(range(4))
+                         if p != (0, 1, 2, 3)]
+
+
+def puzzle(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """Shuffle the four quarters of ``x`` by a random non-identity permutation.
+
+    For an odd side the last row/column stays in place.
+    """
+    _, h, w = x.shape
+    h2, w2 = h // 2, w // 2
+    quarters = [x[:, :h2, :w2], x[:, :h2, w2:2 * w2], x[:, h2:2 * h2, :w2],
+                x[:, h2:2 * h2, w2:2 * w2]]
+    perm = _QUARTER_PERMUTATIONS[_randint(0, len(_QUARTER_PERMUTATIONS) - 1, g)]
+    q = [quarters[i] for i in perm]
+    out = x.clone()
+    out[:, :h2, :w2], out[:, :h2, w2:2 * w2] = q[0], q[1]
+    out[:, h2:2 * h2, :w2], out[:, h2:2 * h2, w2:2 * w2] = q[2], q[3]
+    return out
+
+
+def rotate90(x: torch.Tensor, g: torch.Generator | None = None) -> torch.Tensor:
+    """Rotate ``x`` by 90 degrees once (counter-clockwise)."""
+    return torch.rot90(x, 1, dims=(1, 2))
+
+
+def rotate270(x: torch.Tensor, g: torch.Generator | None = None) -> torch.Tensor:
+    """Rotate ``x`` by 90 degrees three times."""
+    return torch.rot90(x, 3, dims=(1, 2))
+
+
+def mixup(x: torch.Tensor, g: torch.Generator, lam_range: tuple = (0.5, 0.8)) -> torch.Tensor:
+    """``lam * x + (1 - lam) * rot(x)``: the image plus a rotated copy, each scaled."""
+    k = _randint(1, 3, g)
+    lam = lam_range[0] + (lam_range[1] - lam_range[0]) * float(torch.rand(1, generator=g))
+    return lam * x + (1 - lam) * torch.rot90(x, k, dims=(1, 2))
+
+
+#: The augmentations of section 4.3.4 by name, in the order of Fig 4.10.
+AUGMENTATIONS = {"cut_paste": cut_paste, "puzzle": puzzle, "rotate90": rotate90,
+                 "rotate270": rotate270, "mixup": mixup}
+
+
+def make_anomalies(X: torch.Tensor, g: torch.Generator, augmentations=tuple(AUGMENTATIONS),
+                   return_kinds: bool = False):
+    """One made anomaly per image: each image gets one augmentation drawn uniformly.
+
+    Returns the augmented batch (and, with ``return_kinds``, the index of each augmentation
+    in ``augmentations``).
+    """
+    funcs = [AUGMENTATIONS[name] for name in augmentations]
+    kinds = torch.randint(0, len(funcs), (len(X),), generator=g)
+    out = torch.stack([funcs[k](x, g) for k, x in zip(kinds.tolist(), X.cpu())]).to(X.device)
+    return (out, kinds) if return_kinds else out
+
+
+def sample_labels(n: int, interval: tuple, g: torch.Generator, discrete: bool = False):
+    """``n`` labels drawn uniformly from ``interval`` (section 4.3.3), or its bound if discrete.
+
+    Discrete labelling gives 0 for the normal interval and 1 for the anomaly interval, i.e.
+    the endpoint of the interval farther from 0.5.
+    """
+    low, high = interval
+    if discrete:
+        return torch.full((n,), 0.0 if high <= 0.5 else 1.0)
+    return low + (high - low) * torch.rand(n, generator=g)
+
+
+# ----------------------------------------------------------------- the regressor (section 4.4)
+
+class ADACLNet(nn.Module):
+    """Four 3x3 convolutions, global max pooling, two dense layers, one output.
+
+    The output is clipped to [0, 1] (``torch.clamp``), not squashed by a sigmoid (section 4.3.2).
+    """
+
+    def __init__(self, in_channels: int = 1, widths: tuple = (32, 64, 128, 128),
+                 hidden: int = 64, clip: bool = True):
+        super().__init__()
+        layers, c = [], in_channels
+        for i, w in enumerate(widths):
+            layers += [nn.Conv2d(c, w, 3, padding=1), nn.BatchNorm2d(w), nn.LeakyReLU(0.1)]
+            if i < len(widths) - 1:
+                layers.append(nn.MaxPool2d(2))
+            c = w
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.Linear(c, hidden), nn.LeakyReLU(0.1), nn.Linear(hidden, 1))
+        self.clip = clip
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The globally max-pooled features (Fig 4.6 plots these)."""
+        return torch.amax(self.features(x), dim=(2, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.head(self.embed(x)).squeeze(1)
+        return out.clamp(0.0, 1.0) if self.clip else out
+
+
+# ----------------------------------------------------------------- the detector
+
+@register("adacl")
+class ADACL(BaseDeepDetector):
+    """ADACL (thesis chapter 4): a small CNN regressing continuous labels of normal vs made
+    anomalies. See the module docstring for the method, the paper and our open choices.
+
+    Args:
+        augmentations: names from :data:`AUGMENTATIONS` to draw from (Fig 4.10 ablation).
+        normal_interval, anomaly_interval: label intervals within [0, 1] (Table 4.4).
+        labels: ``"continuous"`` (default) or ``"discrete"`` (0/1; Figs 4.8-4.9).
+        loss: ``"mse"`` (default) or ``"bce"`` (Fig 4.7).
+        n_val: held-out normals in the validation set (150 in the thesis), each with one made
+            anomaly.
+        widths, hidden: the regressor's convolution widths and hidden dense units.
+        Other arguments: see :class:`adlib.detectors.BaseDeepDetector`.
+    """
+
+    default_epochs = {None: 10, "mnist": 10, "fashion_mnist": 10, "cifar10": 15}
+    quick_epochs = 2
+    notebook = "06_adacl"
+
+    def __init__(self, augmentations: tuple = tuple(AUGMENTATIONS),
+                 normal_interval: tuple = (0.0, 0.3), anomaly_interval: tuple = (0.7, 1.0),
+                 labels: str = "continuous", loss: str = "mse", n_val: int = 150,
+                 widths: tuple = (32, 64, 128, 128), hidden: int = 64, **kwargs):
+        kwargs.setdefault("batch_size", 64)
+        kwargs.setdefault("lr", 1e-3)
+        kwargs.setdefault("patience", 4)
+        super().__init__(**kwargs)
+        self.augmentations = augmentations
+        self.normal_interval = normal_interval
+        self.anomaly_interval = anomaly_interval
+        self.labels = labels
+        self.loss = loss
+        self.n_val = n_val
+        self.widths = widths
+        self.hidden = hidden
+
+    def _validate_params(self) -> None:
+        for name in ("normal_interval", "anomaly_interval"):
+            low, high = getattr(self, name)
+            if not 0.0 <= low <= high <= 1.0:
+                raise ValueError(f"{name}={getattr(self, name)} must satisfy "
+                                 "0 <= low <= high <= 1")
+        if self.normal_interval[1] >= self.anomaly_interval[0]:
+            raise ValueError("normal_interval must lie below anomaly_interval, got "
+                             f"{self.normal_interval} and {self.anomaly_interval}")
+        unknown = [a for a in self.augmentations if a not in AUGMENTATIONS]
+        if unknown or not self.augmentations:
+            raise ValueError(f"unknown augmentations {unknown or '(none given)'}; choose from "
+                             f"{', '.join(AUGMENTATIONS)}")
+        if self.labels not in ("continuous", "discrete"):
+            raise ValueError(f"labels={self.labels!r}: use 'continuous' or 'discrete'")
+        if self.loss not in ("mse", "bce"):
+            raise ValueError(f"loss={self.loss!r}: use 'mse' or 'bce'")
+
+    def build_network(self, input_shape):
+        self._validate_params()
+        return ADACLNet(input_shape[0], tuple(self.widths), self.hidden)
+
+    def configure_optimizers(self, steps_per_epoch):
+        optimizer = torch.optim.Adam(self.network_.parameters(), lr=self.lr)
+        scheduler = torch.optim.lr_scheduler.CyclicLR(
+            optimizer, base_lr=self.lr / 10, max_lr=self.lr, step_size_up=steps_per_epoch,
+            mode="triangular", cycle_momentum=False)
+        return optimizer, scheduler
+
+    def setup(self, X_train, X_val):
+        """Fix the validation set: ``n_val`` held-out normals and one made anomaly of each."""
+        if X_val is None:
+            self.val_set_ = None
+            return
+        g = torch.Generator().manual_seed(self.seed + 1)
+        idx = torch.randperm(len(X_val), generator=g)[:self.n_val]
+        normals = X_val[idx]
+        made = make_anomalies(normals, g, self.augmentations)
+        self.val_set_ = (torch.cat([normals, made]),
+                         np.r_[np.zeros(len(normals)), np.ones(len(made))])
+
+    def training_batch(self, batch):
+        """Normals plus one made anomaly each, with their sampled labels (section 4.4.1)."""
+        made = make_anomalies(batch, self.generator_, self.augmentations)
+        discrete = self.labels == "discrete"
+        y = torch.cat([sample_labels(len(batch), self.normal_interval, self.generator_, discrete),
+                       sample_labels(len(made), self.anomaly_interval, self.generator_,
+                                     discrete)])
+        return torch.cat([batch, made]), y.to(batch.device)
+
+    def training_loss(self, batch):
+        x, y = self.training_batch(batch)
+        pred = self.network_(x)
+        if self.loss == "bce":
+            return nn.functional.binary_cross_entropy(pred.clamp(1e-6, 1 - 1e-6), y)
+        return nn.functional.mse_loss(pred, y)
+
+    def batch_scores(self, batch):
+        return self.network_(batch)
+
+    def validation_metric(self, X_val):
+        """AUROC of normals vs made anomalies of the fixed validation set (no real anomaly)."""
+        if self.val_set_ is None:
+            return None
+        x, y = self.val_set_
+        scores = np.concatenate([self.batch_scores(b).cpu().numpy()
+                                 for b in self._batches(x, shuffle=False)])
+        return auroc(y, scores)

@@ -1,0 +1,204 @@
+"""Evaluation protocols shared by every method of the book.
+
+* :func:`one_class` -- normal class ``k``; train = the train-split images of ``k``; test = the
+  whole test split with label 1 for every other class (thesis Table 4.1, Deep SVDD). A validation
+  split is held out from the training normals only: it never holds a real anomaly.
+* :func:`contaminated` -- the same, but the training set mixes in a given ratio of anomalies drawn
+  from the other classes' training images (G2D, IWAD); the validation split stays clean.
+* :func:`outlier_ratio_test` -- a test set whose anomalies make a chosen share of it (G2D's MNIST
+  protocol, section 4.2).
+
+Preprocessing (size, channels, value range) is a :class:`Preprocess` option of the protocol,
+never a copy inside a model. Everything is seeded: the same seed gives the same split.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .data import DataError, ImageSet, load_dataset
+
+__all__ = ["Preprocess", "OneClassSplit", "one_class", "contaminated", "outlier_ratio_test",
+           "resolve_classes"]
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How images become model input.
+
+    Attributes:
+        size: output side in pixels (``None`` keeps the native size); resized bilinearly.
+        channels: 1 or 3 (``None`` keeps the native count); grey is repeated, RGB averaged.
+        scale: ``"01"`` for [0, 1] or ``"pm1"`` for [-1, 1] (tanh decoders).
+    """
+
+    size: int | None = None
+    channels: int | None = None
+    scale: str = "01"
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        """Turn uint8 ``N x C x H x W`` images into float32 model input."""
+        if self.scale not in ("01", "pm1"):
+            raise ValueError(f"unknown scale {self.scale!r}: use '01' or 'pm1'")
+        x = images.float().div_(255.0)
+        if self.channels is not None and x.shape[1] != self.channels:
+            if self.channels == 3 and x.shape[1] == 1:
+                x = x.repeat(1, 3, 1, 1)
+            elif self.channels == 1 and x.shape[1] == 3:
+                x = x.mean(dim=1, keepdim=True)
+            else:
+                raise ValueError(f"cannot turn {x.shape[1]} channels into {self.channels}")
+        if self.size is not None and x.shape[-1] != self.size:
+            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear",
+                              align_corners=False).clamp_(0, 1)
+        if self.scale == "pm1":
+            x = x.mul_(2).sub_(1)
+        return x
+
+
+@dataclass
+class OneClassSplit:
+    """The arrays of one protocol instance; ``y_test`` is 1 for an anomaly.
+
+    ``info`` records how the split was made (dataset, normal class, seed, sizes, source), so a
+    results row can say exactly which images formed train, validation and test.
+    """
+
+    X_train: torch.Tensor
+    X_val: torch.Tensor
+    X_test: torch.Tensor
+    y_test: np.ndarray
+    normal_class: int
+    classes: list[str]
+    test_classes: np.ndarray
+    y_train: np.ndarray = None
+    info: dict = field(default_factory=dict)
+
+
+def resolve_classes(classes, num_classes: int = 10) -> list[int]:
+    """Turn ``"all"``, an int or a list of ints into a list of valid class indices."""
+    if classes in (None, "all", ["all"]):
+        return list(range(num_classes))
+    if isinstance(classes, (int, np.integer)):
+        classes = [classes]
+    out = []
+    for c in classes:
+        c = int(c)
+        if not 0 <= c < num_classes:
+            raise DataError(f"unknown class {c}: this dataset has classes 0..{num_classes - 1}")
+        out.append(c)
+    return out
+
+
+def _subsample(idx: np.ndarray, n: int | None, rng: np.random.Generator) -> np.ndarray:
+    if n is None or n >= len(idx):
+        return idx
+    return np.sort(rng.choice(idx, size=n, replace=False))
+
+
+def _load(dataset, split, root):
+    return dataset if isinstance(dataset, ImageSet) else load_dataset(dataset, split, root=root)
+
+
+def one_class(dataset: str, normal_class: int, seed: int = 0, *, val_size: int | float = 0.1,
+              preprocess: Preprocess = Preprocess(), max_train: int | None = None,
+              max_test: int | None = None, root=None, train_set: ImageSet | None = None,
+              test_set: ImageSet | None = None) -> OneClassSplit:
+    """The one-class protocol: normal class ``normal_class`` against all other classes.
+
+    Args:
+        dataset: a name of :data:`adlib.data.DATASETS`.
+        normal_class: index of the normal class.
+        seed: seeds the validation hold-out and any subsampling.
+        val_size: share (float < 1) or number (int) of training normals held out for validation.
+        preprocess: how images become model input.
+        max_train: keep at most this many training normals (quick mode); ``None`` keeps all.
+        max_test: keep at most this many test images, stratified by normal/anomaly.
+        train_set, test_set: already-loaded :class:`ImageSet` objects (skip loading).
+
+    Raises:
+        DataError: unknown class, or no training image of the normal class.
+    """
+    train = train_set or _load(dataset, "train", root)
+    test = test_set or _load(dataset, "test", root)
+    (normal_class,) = resolve_classes([normal_class], len(train.classes))
+    rng = np.random.default_rng(seed)
+    labels = train.labels.numpy()
+    normal_idx = np.flatnonzero(labels == normal_class)
+    if len(normal_idx) == 0:
+        raise DataError(f"the training split has no image of class {normal_class}: empty "
+                        "training set")
+    n_val = int(round(val_size * len(normal_idx))) if isinstance(val_size, float) else val_size
+    if not 0 <= n_val < len(normal_idx):
+        raise DataError(f"val_size={val_size} leaves no training image ({len(normal_idx)} normals)")
+    perm = rng.permutation(normal_idx)
+    val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+    train_idx = _subsample(train_idx, max_train, rng)
+    test_labels = test.labels.numpy()
+    y_all = (test_labels != normal_class).astype(np.int64)
+    test_idx = np.arange(len(y_all))
+    if max_test is not None and max_test < len(test_idx):
+        share = max_test / len(test_idx)
+        test_idx = np.sort(np.concatenate([
+            _subsample(np.flatnonzero(y_all == v), max(1, int(round(share * (y_all == v).sum()))),
+                       rng) for v in (0, 1)]))
+    info = {"dataset": dataset if isinstance(dataset, str) else "custom", "protocol": "one_class",
+            "normal_class": normal_class, "seed": seed, "n_train": len(train_idx),
+            "n_val": len(val_idx), "n_test": len(test_idx),
+            "n_test_anomalies": int(y_all[test_idx].sum()), "preprocess": asdict(preprocess),
+            "source": train.source, "max_train": max_train, "max_test": max_test}
+    return OneClassSplit(
+        X_train=preprocess(train.images[train_idx]), X_val=preprocess(train.images[val_idx]),
+        X_test=preprocess(test.images[test_idx]), y_test=y_all[test_idx],
+        normal_class=normal_class, classes=list(train.classes),
+        test_classes=test_labels[test_idx], y_train=np.zeros(len(train_idx), dtype=np.int64),
+        info=info)
+
+
+def contaminated(dataset: str, normal_class: int, outlier_ratio: float, seed: int = 0,
+                 **kwargs) -> OneClassSplit:
+    """One-class split whose training set holds a share ``outlier_ratio`` of anomalies.
+
+    The anomalies are drawn (seeded) from the other classes' training images and added to the
+    training normals so that they make ``outlier_ratio`` of the training set; ``y_train`` marks
+    them (for analysis only: an unsupervised method must not read it). Validation stays clean.
+    """
+    if not 0 <= outlier_ratio < 1:
+        raise ValueError(f"outlier_ratio={outlier_ratio} must lie in [0, 1)")
+    preprocess = kwargs.get("preprocess", Preprocess())
+    train = kwargs.pop("train_set", None) or _load(dataset, "train", kwargs.get("root"))
+    split = one_class(dataset, normal_class, seed, train_set=train, **kwargs)
+    rng = np.random.default_rng(seed + 7919)
+    n_out = int(round(outlier_ratio * len(split.X_train) / (1 - outlier_ratio)))
+    other = np.flatnonzero(train.labels.numpy() != split.normal_class)
+    out_idx = np.sort(rng.choice(other, size=n_out, replace=False))
+    split.X_train = torch.cat([split.X_train, preprocess(train.images[out_idx])])
+    split.y_train = np.concatenate([split.y_train, np.ones(n_out, dtype=np.int64)])
+    split.info.update(protocol="contaminated", outlier_ratio=outlier_ratio, n_train=len(split.X_train),
+                      n_train_anomalies=n_out)
+    return split
+
+
+def outlier_ratio_test(split: OneClassSplit, ratio: float, seed: int = 0) -> OneClassSplit:
+    """Subsample the test anomalies of ``split`` so that they make ``ratio`` of the test set.
+
+    All test normals are kept; anomalies are drawn (seeded) from the other classes
+    (G2D section 4.2 uses 10% to 50%).
+    """
+    if not 0 < ratio < 1:
+        raise ValueError(f"ratio={ratio} must lie in (0, 1)")
+    rng = np.random.default_rng(seed)
+    normals = np.flatnonzero(split.y_test == 0)
+    anomalies = np.flatnonzero(split.y_test == 1)
+    n_anom = int(round(ratio * len(normals) / (1 - ratio)))
+    if n_anom > len(anomalies):
+        raise DataError(f"only {len(anomalies)} test anomalies for ratio {ratio}")
+    keep = np.sort(np.concatenate([normals, rng.choice(anomalies, n_anom, replace=False)]))
+    info = dict(split.info, test_outlier_ratio=ratio, n_test=len(keep),
+                n_test_anomalies=n_anom)
+    return OneClassSplit(split.X_train, split.X_val, split.X_test[keep], split.y_test[keep],
+                         split.normal_class, split.classes, split.test_classes[keep],
+                         split.y_train, info)
