@@ -1,6 +1,11 @@
-"""``python -m adlib``: see :mod:`adlib.bench`."""
+"""``python -m adlib``: ``bench``, ``table`` and ``list`` (:mod:`adlib.bench`), ``book``
+(:mod:`adlib.book`)."""
 import sys
 
-from .bench import main
+if len(sys.argv) > 1 and sys.argv[1] == "book":
+    from .book import main
+    sys.exit(main(sys.argv[2:]))
+
+from .bench import main  # noqa: E402
 
 sys.exit(main())

@@ -218,7 +218,7 @@ class BaseDeepDetector(BaseDetector):
         self.optimizer_.step()
         if self.scheduler_ is not None:
             self.scheduler_.step()
-        return {"loss": float(loss)}
+        return {"loss": float(loss.detach())}
 
     # -- the loop ------------------------------------------------------------------------------
     def _num_epochs(self) -> int:

@@ -42,7 +42,7 @@ def default_device(device: str | None = "auto") -> torch.device:
 
 def check_finite(loss: torch.Tensor | float, epoch: int, where: str = "training loss") -> None:
     """Stop training with a clear message when ``loss`` is NaN or infinite."""
-    value = float(loss)
+    value = float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
     if not math.isfinite(value):
         raise NonFiniteLossError(f"{where} became {value} in epoch {epoch}: lower the learning "
                                  "rate or check the input scaling")

@@ -1,0 +1,100 @@
+"""Execute the notebooks with papermill and build the Jupyter Book from the executed copies.
+
+``python -m adlib book --quick`` (what ``./run book`` calls): every ``notebooks/*.py`` is paired
+to ``.ipynb`` with jupytext, executed by papermill with ``QUICK=True`` into ``book/executed/``,
+and the book in ``book/`` is built to HTML with ``execute_notebooks: off`` (the book renders the
+outputs, it never recomputes them). Every notebook runs even when one fails; the command fails at
+the end, naming the notebooks that failed.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOKS = REPO / "notebooks"
+BOOK = REPO / "book"
+
+__all__ = ["notebook_sources", "execute_notebook", "execute_notebooks", "build_book", "main"]
+
+
+def notebook_sources() -> list[Path]:
+    """The paired jupytext sources, ``notebooks/*.py``, in chapter order."""
+    return sorted(NOTEBOOKS.glob("[0-9]*.py"))
+
+
+def execute_notebook(source: Path, out_dir: Path, quick: bool = True) -> float:
+    """Execute one notebook with papermill into ``out_dir``; return the wall time in seconds."""
+    import jupytext
+    import papermill
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    notebook = jupytext.read(source)
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                       "language": "python"}
+    staged = out_dir / f".{source.stem}.input.ipynb"
+    jupytext.write(notebook, staged, fmt="ipynb")
+    started = time.perf_counter()
+    try:
+        papermill.execute_notebook(str(staged), str(out_dir / f"{source.stem}.ipynb"),
+                                   parameters={"QUICK": quick}, kernel_name="python3",
+                                   cwd=str(NOTEBOOKS), progress_bar=False)
+    finally:
+        staged.unlink(missing_ok=True)
+    return time.perf_counter() - started
+
+
+def execute_notebooks(out_dir: Path = BOOK / "executed", quick: bool = True,
+                      names: list[str] | None = None) -> dict:
+    """Execute every notebook (or those whose stem starts with one of ``names``).
+
+    Returns ``{stem: seconds or the exception}``; never stops at the first failure.
+    """
+    outcome = {}
+    for source in notebook_sources():
+        if names and not any(source.stem.startswith(n) for n in names):
+            continue
+        print(f"executing {source.name} (quick={quick}) ...", flush=True)
+        try:
+            outcome[source.stem] = execute_notebook(source, out_dir, quick)
+            print(f"  done in {outcome[source.stem]:.0f} s", flush=True)
+        except Exception as err:  # keep going: report all failures at the end
+            outcome[source.stem] = err
+            print(f"  FAILED: {type(err).__name__}: {str(err)[:2000]}", flush=True)
+    return outcome
+
+
+def build_book(book_dir: Path = BOOK) -> Path:
+    """Build the Jupyter Book in ``book_dir`` to HTML; return the path of its index page."""
+    exe = Path(sys.executable).with_name("jupyter-book")
+    subprocess.run([str(exe), "build", str(book_dir), "--quiet"], check=True)
+    index = book_dir / "_build" / "html" / "index.html"
+    if not index.exists():
+        raise RuntimeError(f"jupyter-book finished but {index} is missing")
+    return index
+
+
+def copy_book(target: Path) -> Path:
+    """Copy the book's sources (not its build or executed notebooks) to ``target``."""
+    shutil.copytree(BOOK, target, ignore=shutil.ignore_patterns("_build", "executed"))
+    return target
+
+
+def main(argv=None) -> int:
+    """``python -m adlib book [--quick] [--only NAME ...]``."""
+    parser = argparse.ArgumentParser(prog="python -m adlib book")
+    parser.add_argument("--quick", action="store_true", help="execute notebooks in quick mode")
+    parser.add_argument("--only", nargs="+", help="execute only notebooks starting with these")
+    parser.add_argument("--no-build", action="store_true", help="execute but do not build HTML")
+    args = parser.parse_args(argv)
+    outcome = execute_notebooks(quick=args.quick, names=args.only)
+    failed = [k for k, v in outcome.items() if isinstance(v, Exception)]
+    if not args.no_build:
+        print(f"built {build_book()}")
+    for k, v in outcome.items():
+        print(f"{k:40s} {'FAILED' if k in failed else f'{v:.0f} s'}")
+    return 1 if failed else 0

@@ -1,0 +1,82 @@
+"""Figures the chapters share: score histograms, ROC curves, image grids, training curves.
+
+Every function draws on a given matplotlib ``Axes`` (or makes one), titles it and labels its
+axes, and returns the ``Axes``.
+"""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import seaborn as sns
+
+from .metrics import auroc, roc_curve
+
+__all__ = ["score_histogram", "roc_curves", "image_grid", "training_curves"]
+
+
+def _axes(ax):
+    return ax if ax is not None else plt.subplots(figsize=(5, 3.5))[1]
+
+
+def score_histogram(scores, y_true, title: str, ax=None, xlabel: str = "anomaly score",
+                    labels=("normal", "anomalous"), bins: int = 50, log: bool = False):
+    """Overlaid density histograms of the scores of normal (0) and anomalous (1) images."""
+    ax = _axes(ax)
+    scores, y_true = np.asarray(scores), np.asarray(y_true)
+    edges = np.histogram_bin_edges(scores, bins=bins)
+    for value, name, color in zip((0, 1), labels, ("tab:blue", "tab:red")):
+        if (y_true == value).any():
+            sns.histplot(scores[y_true == value], bins=edges, stat="density", alpha=0.5,
+                         color=color, label=f"{name} (n={int((y_true == value).sum())})", ax=ax)
+    ax.set(title=title, xlabel=xlabel, ylabel="density")
+    if log:
+        ax.set_yscale("log")
+    ax.legend()
+    return ax
+
+
+def roc_curves(curves: dict, title: str, ax=None):
+    """ROC curves of several detectors: ``curves = {name: (y_true, scores)}``; AUROC in legend."""
+    ax = _axes(ax)
+    for name, (y_true, scores) in curves.items():
+        fpr, tpr, _ = roc_curve(y_true, scores)
+        ax.plot(fpr, tpr, label=f"{name} (AUROC {100 * auroc(y_true, scores):.1f})")
+    ax.plot([0, 1], [0, 1], "k:", lw=1, label="chance")
+    ax.set(title=title, xlabel="false positive rate", ylabel="true positive rate",
+           xlim=(0, 1), ylim=(0, 1.01))
+    ax.legend(loc="lower right", fontsize="small")
+    return ax
+
+
+def image_grid(images, title: str, ax=None, nrow: int = 8, captions=None):
+    """Show ``N x C x H x W`` images (values in [0, 1] or [-1, 1]) as one grid."""
+    import torch
+    from torchvision.utils import make_grid
+
+    ax = ax if ax is not None else plt.subplots(figsize=(nrow, 1.2 * np.ceil(len(images) / nrow)))[1]
+    x = torch.as_tensor(images).float()
+    if x.min() < 0:
+        x = (x + 1) / 2
+    grid = make_grid(x.clamp(0, 1), nrow=nrow, padding=2, pad_value=1.0)
+    ax.imshow(grid.permute(1, 2, 0).numpy(), cmap="gray" if x.shape[1] == 1 else None)
+    ax.set_title(title)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if captions is not None:
+        side = x.shape[-1] + 2
+        for i, text in enumerate(captions):
+            ax.text((i % nrow) * side + side / 2, (i // nrow + 1) * side, text, ha="center",
+                    va="top", fontsize=7)
+    return ax
+
+
+def training_curves(history: list[dict], title: str, keys=None, ax=None):
+    """Per-epoch values of a detector's ``history_`` (loss and validation metric)."""
+    ax = _axes(ax)
+    keys = keys or [k for k in history[0] if k != "epoch"]
+    epochs = [h["epoch"] + 1 for h in history]
+    for key in keys:
+        ax.plot(epochs, [h.get(key, np.nan) for h in history], marker="o", label=key)
+    ax.set(title=title, xlabel="epoch", ylabel="value")
+    ax.legend()
+    return ax
