@@ -127,7 +127,8 @@ def find_dataset(folder: str, root=None, download: bool = False) -> Path:
         path = base / folder
         if not path.exists():
             raise DataError(f"dataset folder {path} not found: {folder} is not in {base}. Put a "
-                            f"copy there, or pass download=True with internet access.")
+                            "copy there, or unset ADLIB_DATA (and root=) and pass download=True "
+                            "with internet access to fetch the official release.")
         return path
     if download:
         return download_dir() / folder

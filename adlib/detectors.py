@@ -130,9 +130,12 @@ class BaseDetector:
         if not hasattr(self, "train_scores_"):
             raise NotFittedError(f"{type(self).__name__} is not fitted: call fit(X_train) first")
 
-    def _finish_fit(self, X_train, started: float) -> "BaseDetector":
+    def _check_params(self) -> None:
+        """Validate the shared parameters; called first thing in ``fit``."""
         if not 0 < self.contamination < 0.5 + 1e-12:
             raise ValueError(f"contamination={self.contamination} must lie in (0, 0.5]")
+
+    def _finish_fit(self, X_train, started: float) -> "BaseDetector":
         self.fit_seconds_ = time.perf_counter() - started
         self.train_scores_ = np.zeros(0)  # mark fitted so that score() may run
         self.train_scores_ = self.score(X_train)
@@ -238,6 +241,7 @@ class BaseDeepDetector(BaseDetector):
     def fit(self, X_train, X_val=None) -> "BaseDeepDetector":
         """Train for the epoch budget, keep the epoch with the best validation metric."""
         started = time.perf_counter()
+        self._check_params()
         X_train = as_tensor(X_train)
         X_val = as_tensor(X_val) if X_val is not None and len(X_val) else None
         seed_everything(self.seed)
@@ -277,7 +281,10 @@ class BaseDeepDetector(BaseDetector):
         stopper.restore(self.network_)
         self.best_epoch_ = stopper.best_epoch if stopper.best is not None else epoch
         self.epochs_run_ = epoch + 1
-        return self._finish_fit(X_train, started)
+        self._finish_fit(X_train, started)
+        if self.checkpoint:  # the final file holds the kept epoch and the fitted threshold
+            self.save(self.checkpoint)
+        return self
 
     @torch.no_grad()
     def score(self, X) -> np.ndarray:
@@ -296,7 +303,8 @@ class BaseDeepDetector(BaseDetector):
                   if isinstance(v, (int, float, str, bool, type(None), tuple, list))}
         save_checkpoint(path, {"state_dict": self.network_.state_dict(), "params": params,
                                "input_shape": list(self.input_shape_),
-                               "history": getattr(self, "history_", [])})
+                               "history": getattr(self, "history_", []),
+                               "threshold": getattr(self, "threshold_", None)})
 
     def load(self, path) -> "BaseDeepDetector":
         """Restore weights saved by :meth:`save` (read with ``weights_only=True``)."""
@@ -309,5 +317,8 @@ class BaseDeepDetector(BaseDetector):
         self.network_.load_state_dict(state["state_dict"])
         self.history_ = state.get("history", [])
         self.train_scores_ = np.zeros(0)
-        self.threshold_ = float("inf")
+        if state.get("threshold") is None:
+            raise RuntimeError(f"{path} was saved before fit finished (an epoch checkpoint): "
+                               "it has no threshold; refit or load the final checkpoint")
+        self.threshold_ = float(state["threshold"])
         return self

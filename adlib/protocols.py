@@ -99,13 +99,15 @@ def _subsample(idx: np.ndarray, n: int | None, rng: np.random.Generator) -> np.n
     return np.sort(rng.choice(idx, size=n, replace=False))
 
 
-def _load(dataset, split, root):
-    return dataset if isinstance(dataset, ImageSet) else load_dataset(dataset, split, root=root)
+def _load(dataset, split, root, verify=True):
+    return dataset if isinstance(dataset, ImageSet) else load_dataset(dataset, split, root=root,
+                                                                      verify=verify)
 
 
 def one_class(dataset: str, normal_class: int, seed: int = 0, *, val_size: int | float = 0.1,
               preprocess: Preprocess = Preprocess(), max_train: int | None = None,
-              max_test: int | None = None, root=None, train_set: ImageSet | None = None,
+              max_test: int | None = None, root=None, verify: bool = True,
+              train_set: ImageSet | None = None,
               test_set: ImageSet | None = None) -> OneClassSplit:
     """The one-class protocol: normal class ``normal_class`` against all other classes.
 
@@ -117,13 +119,14 @@ def one_class(dataset: str, normal_class: int, seed: int = 0, *, val_size: int |
         preprocess: how images become model input.
         max_train: keep at most this many training normals (quick mode); ``None`` keeps all.
         max_test: keep at most this many test images, stratified by normal/anomaly.
+        root, verify: passed to :func:`adlib.data.load_dataset`.
         train_set, test_set: already-loaded :class:`ImageSet` objects (skip loading).
 
     Raises:
         DataError: unknown class, or no training image of the normal class.
     """
-    train = train_set or _load(dataset, "train", root)
-    test = test_set or _load(dataset, "test", root)
+    train = train_set if train_set is not None else _load(dataset, "train", root, verify)
+    test = test_set if test_set is not None else _load(dataset, "test", root, verify)
     (normal_class,) = resolve_classes([normal_class], len(train.classes))
     rng = np.random.default_rng(seed)
     labels = train.labels.numpy()
@@ -141,10 +144,13 @@ def one_class(dataset: str, normal_class: int, seed: int = 0, *, val_size: int |
     y_all = (test_labels != normal_class).astype(np.int64)
     test_idx = np.arange(len(y_all))
     if max_test is not None and max_test < len(test_idx):
-        share = max_test / len(test_idx)
+        if max_test < 2:
+            raise DataError(f"max_test={max_test} must keep at least one normal and one anomaly")
+        n_anom = int(round(max_test * y_all.mean()))
+        n_anom = min(max(n_anom, 1), max_test - 1)
         test_idx = np.sort(np.concatenate([
-            _subsample(np.flatnonzero(y_all == v), max(1, int(round(share * (y_all == v).sum()))),
-                       rng) for v in (0, 1)]))
+            _subsample(np.flatnonzero(y_all == 0), max_test - n_anom, rng),
+            _subsample(np.flatnonzero(y_all == 1), n_anom, rng)]))
     info = {"dataset": dataset if isinstance(dataset, str) else "custom", "protocol": "one_class",
             "normal_class": normal_class, "seed": seed, "n_train": len(train_idx),
             "n_val": len(val_idx), "n_test": len(test_idx),
@@ -169,7 +175,9 @@ def contaminated(dataset: str, normal_class: int, outlier_ratio: float, seed: in
     if not 0 <= outlier_ratio < 1:
         raise ValueError(f"outlier_ratio={outlier_ratio} must lie in [0, 1)")
     preprocess = kwargs.get("preprocess", Preprocess())
-    train = kwargs.pop("train_set", None) or _load(dataset, "train", kwargs.get("root"))
+    train = kwargs.pop("train_set", None)
+    if train is None:
+        train = _load(dataset, "train", kwargs.get("root"), kwargs.get("verify", True))
     split = one_class(dataset, normal_class, seed, train_set=train, **kwargs)
     rng = np.random.default_rng(seed + 7919)
     n_out = int(round(outlier_ratio * len(split.X_train) / (1 - outlier_ratio)))

@@ -13,6 +13,12 @@ from adlib import book
 SOURCES = book.notebook_sources()
 
 
+@pytest.fixture(autouse=True)
+def isolated_cache():
+    """Keep the real cache (ADLIB_CACHE or .cache/) here: the notebooks read the real data, and
+    decoding the CIFAR-10 JPEGs again for every test would only cost time."""
+
+
 @pytest.fixture(scope="module")
 def executed(tmp_path_factory):
     """Execute every notebook once into a copy of the book; map stem -> seconds or error."""

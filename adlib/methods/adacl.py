@@ -120,12 +120,12 @@ def make_anomalies(X: torch.Tensor, g: torch.Generator, augmentations=tuple(AUGM
 def sample_labels(n: int, interval: tuple, g: torch.Generator, discrete: bool = False):
     """``n`` labels drawn uniformly from ``interval`` (section 4.3.3), or its bound if discrete.
 
-    Discrete labelling gives 0 for the normal interval and 1 for the anomaly interval, i.e.
-    the endpoint of the interval farther from 0.5.
+    Discrete labelling gives every label the endpoint of the interval farther from 0.5: 0 for
+    the normal interval [0, 0.3] and 1 for the anomaly interval [0.7, 1].
     """
     low, high = interval
     if discrete:
-        return torch.full((n,), 0.0 if high <= 0.5 else 1.0)
+        return torch.full((n,), float(low if abs(low - 0.5) >= abs(high - 0.5) else high))
     return low + (high - low) * torch.rand(n, generator=g)
 
 

@@ -46,6 +46,7 @@ class _PixelDetector(BaseDetector):
     def fit(self, X_train, X_val=None):
         """Fit the estimator on flattened training normals (``X_val`` is not used)."""
         started = time.perf_counter()
+        self._check_params()
         self.estimator_ = self._make_estimator().fit(_flatten(X_train))
         return self._finish_fit(X_train, started)
 

@@ -1,0 +1,357 @@
+"""Loaders decode generated files in the real on-disk formats; digests, verification, errors."""
+from __future__ import annotations
+
+import gzip
+import hashlib
+
+import numpy as np
+import pytest
+import torch
+
+import adlib.data as data
+from adlib.data import (CIFAR10_CLASSES, DataError, load_cifar10, load_dataset,
+                        load_fashion_mnist, load_mnist, load_usps, tree_digest, verify_tree)
+from conftest import idx_bytes, real_data_root
+
+
+def assert_image_set(ds, images: np.ndarray, labels: np.ndarray):
+    assert ds.images.dtype == torch.uint8
+    assert ds.labels.dtype == torch.int64
+    assert tuple(ds.images.shape) == images.shape
+    np.testing.assert_array_equal(ds.images.numpy(), images)
+    np.testing.assert_array_equal(ds.labels.numpy(), labels)
+    assert len(ds) == len(labels)
+
+
+# --------------------------------------------------------------------------- decoding
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_load_mnist_decodes_idx_files(mnist_root, split):
+    ds = load_mnist(split, root=mnist_root.root, verify=False)
+    assert_image_set(ds, mnist_root.images[split], mnist_root.labels[split])
+    assert ds.images.shape[1:] == (1, 28, 28)
+    assert ds.classes == [str(d) for d in range(10)]
+
+
+def test_load_fashion_mnist_decodes_idx_files(fashion_root):
+    ds = load_fashion_mnist("test", root=fashion_root.root, verify=False)
+    assert_image_set(ds, fashion_root.images["test"], fashion_root.labels["test"])
+    assert ds.classes[0] == "T-shirt/top" and ds.classes[9] == "Ankle boot"
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_load_cifar10_pickled_batches(cifar_pickle_root, split):
+    ds = load_cifar10(split, root=cifar_pickle_root.root, verify=False)
+    assert_image_set(ds, cifar_pickle_root.images[split], cifar_pickle_root.labels[split])
+    assert ds.images.shape[1:] == (3, 32, 32)
+    assert len(ds) == (15 if split == "train" else 4)
+    assert ds.classes == CIFAR10_CLASSES
+    assert ds.info["lossy"] is False
+
+
+def test_load_cifar10_pickle_channel_layout(cifar_pickle_root):
+    """Row layout is 1024 red, then 1024 green, then 1024 blue values, each row-major."""
+    ds = load_cifar10("test", root=cifar_pickle_root.root, verify=False)
+    flat = cifar_pickle_root.images["test"].reshape(-1, 3072)
+    assert int(ds.images[0, 1, 0, 0]) == int(flat[0, 1024])
+    assert int(ds.images[0, 2, 31, 31]) == int(flat[0, 3071])
+    assert int(ds.images[0, 0, 1, 2]) == int(flat[0, 32 + 2])
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_load_cifar10_jpeg_image_folder(cifar_jpeg_root, split):
+    ds = load_cifar10(split, root=cifar_jpeg_root.root, verify=False)
+    want = cifar_jpeg_root.images[split]
+    assert ds.images.dtype == torch.uint8 and ds.labels.dtype == torch.int64
+    assert tuple(ds.images.shape) == want.shape == (len(want), 3, 32, 32)
+    np.testing.assert_array_equal(ds.labels.numpy(), cifar_jpeg_root.labels[split])
+    # JPEG is lossy, but flat colours survive within a few grey levels
+    diff = np.abs(ds.images.numpy().astype(int) - want.astype(int))
+    assert diff.max() <= 4
+    assert ds.info["lossy"] is True
+    assert "JPEG" in ds.source
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_load_usps_bz2(usps_bz2_root, split):
+    ds = load_usps(split, root=usps_bz2_root.root, verify=False)
+    assert_image_set(ds, usps_bz2_root.images[split], usps_bz2_root.labels[split])
+    assert ds.images.shape[1:] == (1, 16, 16)
+    # value -1 -> 0, value 1 -> 255; label 1 -> digit 0
+    assert (ds.images[0] == 0).all()
+    assert (ds.images[1] == 255).all()
+    assert int(ds.labels[0]) == 0
+    assert set(ds.labels.tolist()) <= set(range(10))
+
+
+def test_load_usps_bz2_label_10_is_digit_9(usps_bz2_root):
+    ds = load_usps("train", root=usps_bz2_root.root, verify=False)
+    # labels written were i % 10 + 1 for i = 0..11: the file's label 10 sits at i = 9
+    assert int(ds.labels[9]) == 9
+    assert ds.labels.min() >= 0 and ds.labels.max() <= 9
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_load_usps_h5(usps_h5_root, split):
+    ds = load_usps(split, root=usps_h5_root.root, verify=False)
+    assert_image_set(ds, usps_h5_root.images[split], usps_h5_root.labels[split])
+    assert "HDF5" in ds.source
+
+
+def test_load_dataset_by_name(mnist_root):
+    ds = load_dataset("mnist", "test", root=mnist_root.root, verify=False)
+    np.testing.assert_array_equal(ds.labels.numpy(), mnist_root.labels["test"])
+    with pytest.raises(DataError, match="unknown dataset"):
+        load_dataset("svhn", root=mnist_root.root, verify=False)
+
+
+# --------------------------------------------------------------------------- decoded cache
+
+def test_decoded_cache_is_written_and_reused(mnist_root, isolated_cache, monkeypatch):
+    first = load_mnist("train", root=mnist_root.root, verify=False)
+    cached = list((isolated_cache / "decoded").glob("MNIST-train-*.pt"))
+    assert len(cached) == 1
+    assert cached[0].name == f"MNIST-train-{first.info['digest'][:16]}.pt"
+
+    def no_decoding(path):
+        raise AssertionError(f"{path} decoded again although the cache holds it")
+
+    monkeypatch.setattr(data, "read_idx", no_decoding)
+    second = load_mnist("train", root=mnist_root.root, verify=False)
+    assert torch.equal(first.images, second.images)
+    assert torch.equal(first.labels, second.labels)
+
+
+def test_truncated_cache_file_is_decoded_again(mnist_root, isolated_cache):
+    load_mnist("test", root=mnist_root.root, verify=False)
+    (cached,) = (isolated_cache / "decoded").glob("MNIST-test-*.pt")
+    cached.write_bytes(cached.read_bytes()[:50])
+    again = load_mnist("test", root=mnist_root.root, verify=False)
+    np.testing.assert_array_equal(again.images.numpy(), mnist_root.images["test"])
+
+
+def test_nothing_written_into_data_folder(mnist_root):
+    before = sorted(p.relative_to(mnist_root.root) for p in mnist_root.root.rglob("*"))
+    load_mnist("train", root=mnist_root.root, verify=False)
+    load_mnist("test", root=mnist_root.root, verify=False)
+    after = sorted(p.relative_to(mnist_root.root) for p in mnist_root.root.rglob("*"))
+    assert before == after
+
+
+# --------------------------------------------------------------------------- tree digests
+
+def hand_tree_digest(folder):
+    """The README's definition: sha256 of "<sha256>  <folder>/<relpath>\\n" lines sorted
+    bytewise by path."""
+    entries = []
+    for p in folder.rglob("*"):
+        if p.is_file():
+            rel = p.relative_to(folder.parent).as_posix()
+            entries.append((rel.encode(), f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {rel}\n"))
+    text = "".join(line for _, line in sorted(entries))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_tree_digest_matches_readme_definition(mnist_root):
+    folder = mnist_root.root / "MNIST"
+    assert tree_digest(folder) == hand_tree_digest(folder)
+
+
+def test_tree_digest_sorts_bytewise_by_path(tmp_path):
+    """'a-b.txt' sorts before 'a/b.txt' bytewise ('-' < '/'), unlike a per-part sort."""
+    folder = tmp_path / "T"
+    (folder / "a").mkdir(parents=True)
+    (folder / "a" / "b.txt").write_text("one")
+    (folder / "a-b.txt").write_text("two")
+    (folder / "B.txt").write_text("three")
+    sha = {name: hashlib.sha256(text.encode()).hexdigest()
+           for name, text in (("a/b.txt", "one"), ("a-b.txt", "two"), ("B.txt", "three"))}
+    listing = (f"{sha['B.txt']}  T/B.txt\n{sha['a-b.txt']}  T/a-b.txt\n"
+               f"{sha['a/b.txt']}  T/a/b.txt\n")
+    assert tree_digest(folder) == hashlib.sha256(listing.encode()).hexdigest()
+
+
+def test_tree_digest_of_single_file_names_its_folder(usps_bz2_root):
+    path = usps_bz2_root.root / "USPS" / "usps.bz2"
+    line = f"{hashlib.sha256(path.read_bytes()).hexdigest()}  USPS/usps.bz2\n"
+    assert tree_digest(path) == hashlib.sha256(line.encode()).hexdigest()
+
+
+def test_tree_digest_follows_a_changed_file(tmp_path):
+    folder = tmp_path / "D"
+    folder.mkdir()
+    (folder / "x.bin").write_bytes(b"abc")
+    first = tree_digest(folder)
+    assert tree_digest(folder) == first  # remembered
+    (folder / "x.bin").write_bytes(b"abcd")
+    assert tree_digest(folder) != first
+    assert tree_digest(folder) == hand_tree_digest(folder)
+
+
+def test_tree_digest_of_missing_or_empty_folder(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        tree_digest(tmp_path / "nothing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="empty"):
+        tree_digest(tmp_path / "empty")
+
+
+def test_verify_tree_names_first_differing_file(mnist_root):
+    root = mnist_root.root
+    files = sorted((p for p in (root / "MNIST").rglob("*") if p.is_file()),
+                   key=lambda p: p.relative_to(root).as_posix().encode())
+    lines = []
+    for p in files:
+        rel = p.relative_to(root).as_posix()
+        digest = hashlib.sha256(p.read_bytes()).hexdigest()
+        if rel == "MNIST/raw/train-images-idx3-ubyte.gz":
+            digest = "0" * 64  # the third file in bytewise order differs
+        lines.append(f"{digest}  {rel}\n")
+    (root / "SHA256SUMS").mkdir()
+    (root / "SHA256SUMS" / "MNIST.sha256").write_text("".join(lines))
+    with pytest.raises(DataError) as err:
+        verify_tree(root / "MNIST", "MNIST")
+    message = str(err.value)
+    assert "MNIST/raw/train-images-idx3-ubyte.gz" in message
+    assert "t10k" not in message
+    assert "MNIST" in message and "published tree digest" in message
+
+
+def test_verify_tree_names_missing_file(mnist_root):
+    root = mnist_root.root
+    listing = "".join(f"{'1' * 64}  MNIST/raw/{name}\n" for name in ["a-extra.gz"])
+    (root / "SHA256SUMS").mkdir()
+    (root / "SHA256SUMS" / "MNIST.sha256").write_text(listing)
+    with pytest.raises(DataError, match="MNIST/raw/a-extra.gz is missing"):
+        verify_tree(root / "MNIST", "MNIST")
+
+
+def test_verify_tree_without_published_digest_returns_digest(tmp_path):
+    folder = tmp_path / "Other"
+    folder.mkdir()
+    (folder / "f").write_bytes(b"x")
+    assert verify_tree(folder, "Other") == hand_tree_digest(folder)
+
+
+def test_load_with_verify_rejects_generated_copy(mnist_root):
+    with pytest.raises(DataError, match="does not match the published tree digest of MNIST"):
+        load_mnist("test", root=mnist_root.root, verify=True)
+
+
+# --------------------------------------------------------------------------- errors
+
+def test_missing_data_folder(tmp_path):
+    with pytest.raises(DataError, match="does not exist.*ADLIB_DATA"):
+        load_mnist("train", root=tmp_path / "no-such-folder", verify=False)
+
+
+def test_missing_dataset_folder(tmp_path):
+    with pytest.raises(DataError, match="MNIST is not in"):
+        load_mnist("train", root=tmp_path, verify=False)
+
+
+def test_no_data_root_configured(monkeypatch):
+    monkeypatch.delenv("ADLIB_DATA", raising=False)
+    with pytest.raises(DataError, match="set ADLIB_DATA"):
+        load_mnist("train")
+    with pytest.raises(DataError, match="set ADLIB_DATA"):
+        load_cifar10("train")
+
+
+def test_data_root_from_environment(mnist_root, monkeypatch):
+    monkeypatch.setenv("ADLIB_DATA", str(mnist_root.root))
+    ds = load_mnist("test", verify=False)
+    np.testing.assert_array_equal(ds.labels.numpy(), mnist_root.labels["test"])
+
+
+def test_missing_idx_file(mnist_root):
+    (mnist_root.root / "MNIST" / "raw" / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(DataError, match="t10k-labels-idx1-ubyte.gz not found"):
+        load_mnist("test", root=mnist_root.root, verify=False)
+
+
+def test_truncated_idx_file(mnist_root):
+    path = mnist_root.root / "MNIST" / "raw" / "train-images-idx3-ubyte.gz"
+    raw = idx_bytes(mnist_root.images["train"][:, 0])
+    with gzip.open(path, "wb") as f:
+        f.write(raw[:-100])
+    with pytest.raises(DataError, match="truncated or corrupt"):
+        load_mnist("train", root=mnist_root.root, verify=False)
+
+
+def test_idx_file_with_trailing_bytes(mnist_root):
+    path = mnist_root.root / "MNIST" / "raw" / "t10k-labels-idx1-ubyte.gz"
+    with gzip.open(path, "wb") as f:
+        f.write(idx_bytes(mnist_root.labels["test"].astype(np.uint8)) + b"\x00\x01")
+    with pytest.raises(DataError, match="truncated or corrupt"):
+        load_mnist("test", root=mnist_root.root, verify=False)
+
+
+def test_cut_gzip_stream(mnist_root):
+    path = mnist_root.root / "MNIST" / "raw" / "train-images-idx3-ubyte.gz"
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(DataError, match="not a readable IDX file"):
+        load_mnist("train", root=mnist_root.root, verify=False)
+
+
+def test_not_gzip_at_all(mnist_root):
+    (mnist_root.root / "MNIST" / "raw" / "t10k-images-idx3-ubyte.gz").write_bytes(b"hello" * 20)
+    with pytest.raises(DataError):
+        load_mnist("test", root=mnist_root.root, verify=False)
+
+
+def test_wrong_idx_magic(mnist_root):
+    path = mnist_root.root / "MNIST" / "raw" / "t10k-labels-idx1-ubyte.gz"
+    with gzip.open(path, "wb") as f:
+        f.write((2052).to_bytes(4, "big") + bytes(20))
+    with pytest.raises(DataError, match="magic number"):
+        load_mnist("test", root=mnist_root.root, verify=False)
+
+
+def test_image_label_count_mismatch(mnist_root):
+    path = mnist_root.root / "MNIST" / "raw" / "t10k-labels-idx1-ubyte.gz"
+    with gzip.open(path, "wb") as f:
+        f.write(idx_bytes(mnist_root.labels["test"][:-1].astype(np.uint8)))
+    with pytest.raises(DataError, match="labels"):
+        load_mnist("test", root=mnist_root.root, verify=False)
+
+
+def test_corrupt_cifar_pickle(cifar_pickle_root):
+    (cifar_pickle_root.root / "cifar-10-batches-py" / "data_batch_3").write_bytes(b"junk")
+    with pytest.raises(DataError, match="data_batch_3"):
+        load_cifar10("train", root=cifar_pickle_root.root, verify=False)
+
+
+def test_missing_jpeg_class_folder(cifar_jpeg_root):
+    import shutil
+    shutil.rmtree(cifar_jpeg_root.root / "CIFAR10-JPEG" / "test" / "frog")
+    with pytest.raises(DataError, match="frog"):
+        load_cifar10("test", root=cifar_jpeg_root.root, verify=False)
+
+
+def test_usps_folder_without_files(tmp_path):
+    (tmp_path / "USPS").mkdir()
+    (tmp_path / "USPS" / "readme.txt").write_text("nothing here")
+    with pytest.raises(DataError, match="no USPS files"):
+        load_usps("train", root=tmp_path, verify=False)
+
+
+@pytest.mark.parametrize("loader", [load_mnist, load_fashion_mnist, load_cifar10, load_usps])
+def test_unknown_split(loader, tmp_path):
+    with pytest.raises(DataError, match="unknown split"):
+        loader("validation", root=tmp_path, verify=False)
+
+
+# --------------------------------------------------------------------------- real offline data
+
+def test_real_mnist_test_split_verified():
+    root = real_data_root()
+    if not (root / "MNIST").is_dir():
+        pytest.skip(f"offline data not found at {root}")
+    ds = load_mnist("test", root=root, verify=True)
+    assert tuple(ds.images.shape) == (10000, 1, 28, 28)
+    assert ds.images.dtype == torch.uint8 and ds.labels.dtype == torch.int64
+    counts = np.bincount(ds.labels.numpy(), minlength=10)
+    assert len(counts) == 10 and (counts > 0).all()
+    assert counts.sum() == 10000
+    assert ds.info["digest"] == data.TREE_DIGESTS["MNIST"]

@@ -1,0 +1,112 @@
+"""Metrics on hand-checked cases (labels 1 = anomaly, higher score = more anomalous)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from adlib.metrics import (auroc, average_precision, equal_error_rate, evaluate,
+                           f1_at_threshold, roc_curve)
+
+
+def test_auroc_perfect_inverted_tied():
+    y = [0, 0, 1, 1]
+    assert auroc(y, [0.1, 0.2, 0.8, 0.9]) == 1.0
+    assert auroc(y, [0.9, 0.8, 0.2, 0.1]) == 0.0
+    assert auroc(y, [0.5, 0.5, 0.5, 0.5]) == 0.5
+
+
+def test_auroc_hand_case():
+    # pairs (anomaly, normal): (0.35, 0.1) yes, (0.35, 0.4) no, (0.8, .) yes twice -> 3/4
+    assert auroc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) == pytest.approx(0.75)
+
+
+def test_auroc_counts_ties_as_half():
+    # anomaly 0.5 vs normals 0.5 (tie: 1/2) and 0.1 (win): (0.5 + 1) / 2
+    assert auroc([0, 0, 1], [0.5, 0.1, 0.5]) == pytest.approx(0.75)
+
+
+def test_auroc_accepts_column_vectors_and_tensors():
+    import torch
+    y = np.array([[0], [1], [0], [1]])
+    s = torch.tensor([[0.1], [0.9], [0.2], [0.3]])
+    assert auroc(y, s.numpy()) == 1.0
+
+
+def test_average_precision_hand_case():
+    # ranking by score: 0.8 (anomaly), 0.4 (normal), 0.35 (anomaly), 0.1 (normal)
+    # AP = sum over anomalies of precision at their rank / #anomalies = (1/1 + 2/3) / 2
+    ap = average_precision([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8])
+    assert ap == pytest.approx((1 + 2 / 3) / 2)
+
+
+def test_average_precision_perfect():
+    assert average_precision([1, 0, 1, 0, 0], [0.9, 0.1, 0.8, 0.2, 0.3]) == pytest.approx(1.0)
+
+
+def test_f1_at_threshold():
+    y = [0, 0, 1, 1, 1]
+    s = [0.1, 0.6, 0.4, 0.7, 0.9]
+    # threshold 0.5: predicted anomalies {0.6, 0.7, 0.9}: tp 2, fp 1, fn 1 -> F1 = 2/3
+    assert f1_at_threshold(y, s, 0.5) == pytest.approx(2 / 3)
+    # score >= threshold is anomalous: at 0.4 we also catch the third anomaly: tp 3, fp 1
+    assert f1_at_threshold(y, s, 0.4) == pytest.approx(2 * 3 / (2 * 3 + 1))
+    # nothing called anomalous: F1 = 0 without a warning-turned-error
+    assert f1_at_threshold(y, s, 2.0) == 0.0
+
+
+def test_equal_error_rate_perfect_separation():
+    assert equal_error_rate([0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9]) == pytest.approx(0.0)
+
+
+def test_equal_error_rate_hand_case_half():
+    # ROC points: (0,0) (0,.5) (.5,.5) (.5,1) (1,1); FPR = FNR = 0.5 at (.5, .5)
+    assert equal_error_rate([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) == pytest.approx(0.5)
+
+
+def test_equal_error_rate_hand_case_third():
+    # normals 0.1 0.2 0.7, anomalies 0.6 0.8 0.9: at threshold 0.7 one normal passes
+    # (FPR 1/3) and one anomaly (0.6) is missed (FNR 1/3)
+    y = [0, 0, 0, 1, 1, 1]
+    s = [0.1, 0.2, 0.7, 0.6, 0.8, 0.9]
+    assert equal_error_rate(y, s) == pytest.approx(1 / 3)
+
+
+def test_equal_error_rate_interpolates():
+    # two points only, (0,0) and (1,1) (all scores tied): the crossing is at FPR = 0.5
+    assert equal_error_rate([0, 1, 0, 1], [0.3, 0.3, 0.3, 0.3]) == pytest.approx(0.5)
+    # inverted scores: every point has FPR = 1 before TPR > 0: EER = 1
+    assert equal_error_rate([0, 0, 1, 1], [0.9, 0.8, 0.2, 0.1]) == pytest.approx(1.0)
+
+
+def test_roc_curve_and_evaluate():
+    fpr, tpr, thr = roc_curve([0, 1], [0.2, 0.7])
+    assert fpr[0] == 0 and tpr[-1] == 1 and len(thr) == len(fpr)
+    out = evaluate([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8])
+    assert set(out) == {"auroc", "ap", "eer"}
+    assert out["auroc"] == pytest.approx(0.75) and out["eer"] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("fn", [auroc, average_precision, equal_error_rate])
+def test_single_class_labels_raise(fn):
+    with pytest.raises(ValueError, match="both"):
+        fn([0, 0, 0], [0.1, 0.2, 0.3])
+    with pytest.raises(ValueError, match="both"):
+        fn([1, 1], [0.1, 0.2])
+
+
+@pytest.mark.parametrize("fn", [auroc, average_precision, equal_error_rate])
+def test_length_mismatch_raises(fn):
+    with pytest.raises(ValueError, match="3 labels but 2 scores"):
+        fn([0, 1, 0], [0.1, 0.2])
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("fn", [auroc, average_precision, equal_error_rate])
+def test_non_finite_scores_raise(fn, bad):
+    with pytest.raises(ValueError, match="NaN or inf"):
+        fn([0, 1, 0, 1], [0.1, bad, 0.2, 0.3])
+
+
+def test_labels_other_than_0_1_raise():
+    with pytest.raises(ValueError, match="0 \\(normal\\) or 1"):
+        auroc([0, 1, 2], [0.1, 0.2, 0.3])

@@ -1,0 +1,214 @@
+"""Results files (atomic, de-duplicated JSON lines), the per-class table and the bench grid."""
+from __future__ import annotations
+
+import json
+import math
+import re
+
+import pandas as pd
+import pytest
+
+import adlib
+import adlib.data as data
+from adlib.bench import REPO, main, provenance, run_grid
+from adlib.data import DataError
+from adlib.results import append_row, load_results, per_class_table, read_rows, run_key
+from conftest import write_idx_dataset
+
+PROVENANCE_KEYS = {"command", "commit", "dirty", "versions", "cpu", "cpu_count",
+                   "torch_threads", "gpu", "deterministic", "hostname"}
+
+
+# --------------------------------------------------------------------------- results files
+
+def test_append_row_writes_one_json_line(tmp_path):
+    path = tmp_path / "res" / "r.jsonl"
+    assert append_row(path, {"key": "a", "auroc": 0.5, "method": "m"})
+    lines = path.read_text().splitlines()
+    assert len(lines) == 1
+    assert json.loads(lines[0]) == {"key": "a", "auroc": 0.5, "method": "m"}
+    assert append_row(path, {"key": "b", "auroc": 0.75})
+    assert [r["key"] for r in read_rows(path)] == ["a", "b"]
+    assert path.read_text().endswith("\n") and len(path.read_text().splitlines()) == 2
+
+
+def test_append_row_skips_duplicate_key(tmp_path):
+    path = tmp_path / "r.jsonl"
+    assert append_row(path, {"key": "a", "auroc": 0.5})
+    before = path.read_bytes()
+    assert append_row(path, {"key": "a", "auroc": 0.9}) is False
+    assert path.read_bytes() == before
+
+
+def test_append_row_leaves_no_temp_file(tmp_path):
+    path = tmp_path / "r.jsonl"
+    for i in range(3):
+        append_row(path, {"key": str(i)})
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    assert {p.name for p in tmp_path.iterdir()} <= {"r.jsonl", ".r.jsonl.lock"}
+
+
+def test_append_row_repairs_missing_final_newline(tmp_path):
+    path = tmp_path / "r.jsonl"
+    path.write_text('{"key": "x"}')  # hand-edited file without a final newline
+    append_row(path, {"key": "y"})
+    assert [r["key"] for r in read_rows(path)] == ["x", "y"]
+
+
+def test_read_rows_missing_file_and_blank_lines(tmp_path):
+    assert read_rows(tmp_path / "none.jsonl") == []
+    path = tmp_path / "r.jsonl"
+    path.write_text('{"a": 1}\n\n{"a": 2}\n')
+    assert read_rows(path) == [{"a": 1}, {"a": 2}]
+
+
+def test_read_rows_corrupt_line_names_the_file(tmp_path):
+    path = tmp_path / "broken.jsonl"
+    path.write_text('{"a": 1}\n{"a": 2, \n')
+    with pytest.raises(ValueError, match=re.escape(f"{path}:2")):
+        read_rows(path)
+    with pytest.raises(ValueError, match="broken.jsonl"):
+        append_row(path, {"key": "z"})
+
+
+def test_run_key_is_stable_and_distinguishes_runs():
+    k = run_key("adacl", "mnist", 3, 0, "default", False)
+    assert k == run_key("adacl", "mnist", 3, 0, "default", False)
+    assert len(k) == 16
+    others = {run_key("adacl", "mnist", 4, 0, "default", False),
+              run_key("adacl", "mnist", 3, 1, "default", False),
+              run_key("adacl", "mnist", 3, 0, "v2", False),
+              run_key("adacl", "mnist", 3, 0, "default", True),
+              run_key("kde", "mnist", 3, 0, "default", False),
+              run_key("adacl", "usps", 3, 0, "default", False)}
+    assert k not in others and len(others) == 6
+
+
+def test_load_results_with_glob(tmp_path):
+    append_row(tmp_path / "a_mnist.jsonl", {"key": "1", "method": "a"})
+    append_row(tmp_path / "b_mnist.jsonl", {"key": "2", "method": "b"})
+    df = load_results(tmp_path / "*_mnist.jsonl")
+    assert sorted(df["method"]) == ["a", "b"]
+
+
+def test_per_class_table_by_hand():
+    df = pd.DataFrame([
+        {"method": "A", "normal_class": 0, "seed": 0, "auroc": 0.8},
+        {"method": "A", "normal_class": 0, "seed": 1, "auroc": 0.9},
+        {"method": "A", "normal_class": 1, "seed": 0, "auroc": 0.6},
+        {"method": "A", "normal_class": 1, "seed": 1, "auroc": 0.7},
+        {"method": "B", "normal_class": 0, "seed": 0, "auroc": 0.5},
+        {"method": "B", "normal_class": 1, "seed": 0, "auroc": 1.0},
+    ])
+    t = per_class_table(df)
+    assert t.loc["A", 0] == pytest.approx(85.0) and t.loc["A", 1] == pytest.approx(65.0)
+    assert t.loc["B", 0] == pytest.approx(50.0) and t.loc["B", 1] == pytest.approx(100.0)
+    assert t.loc["A", "Mean"] == pytest.approx(75.0) and t.loc["B", "Mean"] == pytest.approx(75.0)
+    assert t.loc["A", "seeds"] == 2 and t.loc["B", "seeds"] == 1
+    # seed means of A: 70 and 80 -> sample standard deviation 7.07
+    assert t.loc["A", "std over seeds"] == pytest.approx(round(math.sqrt(50), 2))
+    assert math.isnan(t.loc["B", "std over seeds"])
+    assert per_class_table(pd.DataFrame()).empty
+
+
+def test_per_class_table_other_metric_and_scale():
+    df = pd.DataFrame([{"method": "A", "normal_class": 2, "seed": 0, "ap": 0.25, "auroc": 0.5}])
+    t = per_class_table(df, metric="ap", scale=1.0)
+    assert t.loc["A", 2] == pytest.approx(0.25)
+
+
+# --------------------------------------------------------------------------- the bench grid
+
+@pytest.fixture
+def bench_mnist(tmp_path):
+    return write_idx_dataset(tmp_path / "data", "MNIST", n_train=60, n_test=40, seed=9)
+
+
+def test_run_grid_verifies_digests_of_generated_files(bench_mnist, tmp_path):
+    # by default run_grid checks the published tree digest, so generated files are rejected ...
+    with pytest.raises(DataError, match="published tree digest"):
+        run_grid("isolation_forest", "mnist", [0], (0,), params={"n_estimators": 10},
+                 out=tmp_path / "out.jsonl", root=bench_mnist.root, verbose=False)
+    # ... unless verification is turned off explicitly
+    out = run_grid("isolation_forest", "mnist", [0], (0,), params={"n_estimators": 10},
+                   out=tmp_path / "out2.jsonl", root=bench_mnist.root, verify=False,
+                   verbose=False)
+    assert len(read_rows(out)) == 1
+
+
+def test_run_grid_rejects_seed_as_parameter(bench_mnist, tmp_path):
+    with pytest.raises(ValueError, match="seeds"):
+        run_grid("isolation_forest", "mnist", [0], (0,), params={"seed": 3},
+                 out=tmp_path / "out.jsonl", root=bench_mnist.root, verify=False, verbose=False)
+
+
+def test_run_grid_appends_rows_with_provenance_and_resumes(bench_mnist, tmp_path, monkeypatch,
+                                                          capsys):
+    monkeypatch.delitem(data.TREE_DIGESTS, "MNIST")  # generated files: no published digest
+    out = tmp_path / "results" / "if_mnist.jsonl"
+    kwargs = dict(params={"n_estimators": 10}, out=out, root=bench_mnist.root, verbose=False)
+    assert run_grid("isolation_forest", "mnist", [0, 1], (0,), **kwargs) == out
+    rows = read_rows(out)
+    assert len(rows) == 2
+    assert [r["normal_class"] for r in rows] == [0, 1]
+    for row in rows:
+        assert PROVENANCE_KEYS <= set(row)
+        assert 0.0 <= row["auroc"] <= 1.0 and "ap" in row and "eer" in row
+        assert row["method"] == "isolation_forest" and row["dataset"] == "mnist"
+        assert row["seed"] == 0 and row["variant"] == "default" and row["quick"] is False
+        assert row["key"] == run_key("isolation_forest", "mnist", row["normal_class"], 0,
+                                     "default", False)
+        assert row["params"]["n_estimators"] == 10 and row["params"]["seed"] == 0
+        assert row["wall_s"] >= 0 and row["fit_s"] >= 0
+        assert row["versions"]["adlib"] == adlib.__version__
+        assert {"torch", "numpy", "sklearn", "python"} <= set(row["versions"])
+        assert isinstance(row["cpu"], str) and row["cpu"]
+        if (REPO / ".git").exists():
+            assert re.fullmatch(r"[0-9a-f]{40}", row["commit"])
+        protocol = row["protocol"]
+        assert protocol["protocol"] == "one_class" and protocol["dataset"] == "mnist"
+        assert protocol["normal_class"] == row["normal_class"] and protocol["seed"] == 0
+        # the whole generated test split: 40 images, 4 of the normal class
+        assert protocol["n_test"] == 40 and protocol["n_test_anomalies"] == 36
+        assert protocol["n_train"] + protocol["n_val"] == 6
+    assert "2 runs, 0 already" in capsys.readouterr().out
+
+    before = out.read_bytes()
+    run_grid("isolation_forest", "mnist", [0, 1], (0,), **kwargs)
+    assert out.read_bytes() == before  # both runs skipped
+    assert "2 runs, 2 already" in capsys.readouterr().out
+
+    # a new seed adds exactly the missing runs
+    run_grid("isolation_forest", "mnist", [0, 1], (0, 1), **kwargs)
+    assert sorted((r["normal_class"], r["seed"]) for r in read_rows(out)) == [
+        (0, 0), (0, 1), (1, 0), (1, 1)]
+    assert not [p for p in out.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_provenance_keys():
+    p = provenance()
+    assert PROVENANCE_KEYS <= set(p)
+    json.dumps(p)  # JSON-serialisable
+
+
+def test_main_list(capsys):
+    assert main(["list"]) == 0
+    text = capsys.readouterr().out
+    for name in adlib.available_detectors():
+        assert name in text
+
+
+def test_main_table(tmp_path, capsys):
+    path = tmp_path / "r.jsonl"
+    for c, v in ((0, 0.5), (1, 0.75)):
+        append_row(path, {"key": str(c), "method": "m", "normal_class": c, "seed": 0,
+                          "auroc": v})
+    assert main(["table", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "62.5" in out  # mean of 50 and 75
+    assert main(["table", str(tmp_path / "none.jsonl")]) == 1
+
+
+def test_main_requires_a_command():
+    with pytest.raises(SystemExit):
+        main([])
