@@ -292,3 +292,12 @@ def test_default_parameters_follow_the_thesis():
 def test_sample_labels_discrete_normal_interval_reaching_past_half():
     labels = sample_labels(3, (0.0, 0.6), gen(0), discrete=True)
     assert torch.equal(labels, torch.zeros(3))
+
+
+def test_cut_paste_does_not_leave_a_sparse_image_unchanged():
+    # a digit-like image: black background with one small bright stroke
+    x = torch.zeros(1, 28, 28)
+    x[0, 10:18, 13:15] = 1.0
+    g = gen(0)
+    changed = [not torch.equal(cut_paste(x, g), x) for _ in range(50)]
+    assert all(changed)

@@ -20,7 +20,8 @@ Choices the thesis leaves open, and what we chose (named in the notebook too):
 * channel widths 32-64-128-128 with 3x3 kernels, batch normalisation, leaky ReLU and a 2x2 max
   pooling after each of the first three convolutions; a 64-unit hidden dense layer (about 250k
   parameters for RGB input);
-* cut-paste patch sides uniform in [10%, 40%] of the image side; mix-up
+* cut-paste patch sides uniform in [10%, 40%] of the image side, and a paste that leaves the
+  image (almost) unchanged is drawn again (see :func:`cut_paste`); mix-up
   ``lam * x + (1 - lam) * rot(x)`` with ``lam ~ U[0.5, 0.8]`` and a rotation of 90, 180 or 270
   degrees; puzzling draws a random permutation of the four quarters other than the identity;
 * the cyclic learning rate is ``torch.optim.lr_scheduler.CyclicLR`` (triangular, from lr/10 to lr,
@@ -49,15 +50,25 @@ def _randint(low: int, high: int, g: torch.Generator) -> int:
 
 
 def cut_paste(x: torch.Tensor, g: torch.Generator, min_frac: float = 0.1,
-              max_frac: float = 0.4) -> torch.Tensor:
-    """Copy a random rectangle of ``x`` (C x H x W) to another random place of the same image."""
+              max_frac: float = 0.4, min_change: float = 0.05, tries: int = 20) -> torch.Tensor:
+    """Copy a random rectangle of ``x`` (C x H x W) to another random place of the same image.
+
+    A paste that barely changes the image is drawn again (up to ``tries`` times) until the
+    pasted patch differs from what it covers by at least ``min_change`` in mean absolute value:
+    on MNIST, 14% of unchecked pastes copy black background onto black background and leave the
+    image unchanged, yet would be labelled anomalous. (Our addition; the thesis does not say.)
+    """
     _, h, w = x.shape
-    ph = _randint(max(1, int(min_frac * h)), max(1, int(max_frac * h)), g)
-    pw = _randint(max(1, int(min_frac * w)), max(1, int(max_frac * w)), g)
-    sy, sx = _randint(0, h - ph, g), _randint(0, w - pw, g)
-    dy, dx = _randint(0, h - ph, g), _randint(0, w - pw, g)
+    for _ in range(tries):
+        ph = _randint(max(1, int(min_frac * h)), max(1, int(max_frac * h)), g)
+        pw = _randint(max(1, int(min_frac * w)), max(1, int(max_frac * w)), g)
+        sy, sx = _randint(0, h - ph, g), _randint(0, w - pw, g)
+        dy, dx = _randint(0, h - ph, g), _randint(0, w - pw, g)
+        patch = x[:, sy:sy + ph, sx:sx + pw]
+        if (patch - x[:, dy:dy + ph, dx:dx + pw]).abs().mean() >= min_change:
+            break
     out = x.clone()
-    out[:, dy:dy + ph, dx:dx + pw] = x[:, sy:sy + ph, sx:sx + pw]
+    out[:, dy:dy + ph, dx:dx + pw] = patch
     return out
 
 
