@@ -9,6 +9,7 @@ the end, naming the notebooks that failed.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -38,6 +39,8 @@ def execute_notebook(source: Path, out_dir: Path, quick: bool = True) -> float:
                                        "language": "python"}
     staged = out_dir / f".{source.stem}.input.ipynb"
     jupytext.write(notebook, staged, fmt="ipynb")
+    # the kernel inherits our environment: an MPLBACKEND=Agg there would swallow every figure
+    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     started = time.perf_counter()
     try:
         papermill.execute_notebook(str(staged), str(out_dir / f"{source.stem}.ipynb"),

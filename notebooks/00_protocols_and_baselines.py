@@ -14,7 +14,7 @@
 # so the notebook runs in a minute or two on two CPU cores.
 
 # %% tags=["parameters"]
-QUICK = False          # quick mode: small subsets and one epoch (CI)
+QUICK = False          # quick mode: small subsets and three epochs (CI)
 SEEDS = [0]            # seeds of the runs made here
 EPOCHS = 15            # epochs of the convolutional autoencoder (full mode)
 DATA_ROOT = None       # None: use $ADLIB_DATA (e.g. ../shared/data)
@@ -39,7 +39,7 @@ from adlib.protocols import one_class
 from adlib.results import load_results, per_class_table
 
 seed = SEEDS[0]
-num_epochs = 1 if QUICK else EPOCHS
+num_epochs = 3 if QUICK else EPOCHS
 max_train = MAX_TRAIN_QUICK if QUICK else None
 max_test = MAX_TEST_QUICK if QUICK else None
 RESULTS = REPO / "results"

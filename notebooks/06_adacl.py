@@ -285,13 +285,21 @@ table.round(3)
 # ### Full ablation results
 #
 # Made with `python -m adlib bench adacl --variant NAME --set KEY=VALUE ...
-# --out results/adacl_ablations_mnist.jsonl`.
+# --out results/adacl_ablations_mnist.jsonl`. Each variant is shown beside the default
+# configuration on the same (class, seed) runs. The variant `cut_paste_unchecked` is our
+# first implementation, whose cut-paste could leave an MNIST digit unchanged (black pasted on
+# black) while labelling it anomalous; the default now draws such pastes again.
 
 # %%
-ablation_files = sorted(RESULTS.glob("adacl_ablations_*.jsonl"))
-if ablation_files:
-    abl = load_results(*ablation_files)
-    display(per_class_table(abl[~abl["quick"]], by="variant"))
+ablation_path = RESULTS / "adacl_ablations_mnist.jsonl"
+if ablation_path.exists() and (RESULTS / "adacl_mnist.jsonl").exists():
+    abl = load_results(ablation_path)
+    abl = abl[~abl["quick"]]
+    default = load_results(RESULTS / "adacl_mnist.jsonl")
+    default = default[(~default["quick"]) & (default["variant"] == "default")]
+    runs = set(zip(abl["normal_class"], abl["seed"]))
+    same_runs = default[[pair in runs for pair in zip(default["normal_class"], default["seed"])]]
+    display(per_class_table(pd.concat([same_runs, abl]), by="variant"))
 else:
     print("No full ablation results committed yet: the quick runs above are all we show.")
 
