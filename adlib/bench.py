@@ -103,6 +103,10 @@ def run_one(method: str, split, seed: int, params: dict, quick: bool, verbose: b
             out[attr.rstrip("_")] = int(getattr(detector, attr))
     if hasattr(detector, "history_"):
         out["history"] = detector.history_
+    if hasattr(detector, "score_all"):  # methods with several scores report each of them
+        out["all_scores"] = {name: evaluate(split.y_test, values)
+                             for name, values in detector.score_all(split.X_test).items()}
+        out["selected_score"] = getattr(detector, "selected_score_", None)
     return out
 
 

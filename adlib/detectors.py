@@ -13,6 +13,7 @@ method implements hooks, not loops:
 * ``training_loss(batch) -> Tensor`` (or override ``training_step`` for several players)
 * ``batch_scores(batch) -> Tensor`` (higher = more anomalous)
 * optional ``setup(X_train, X_val)``, ``validation_metric(X_val)``, ``on_epoch_end(epoch)``,
+  ``on_fit_end(X_train, X_val)`` (after the kept epoch is restored, before the training scores),
   ``configure_optimizers(steps_per_epoch)``.
 
 Class attributes declare what a method needs (``learning_type``, ``inputs``, ``default_epochs``,
@@ -208,6 +209,10 @@ class BaseDeepDetector(BaseDetector):
     def on_epoch_end(self, epoch: int) -> None:
         """Called after every epoch (snapshots, schedules)."""
 
+    def on_fit_end(self, X_train: torch.Tensor, X_val: torch.Tensor | None) -> None:
+        """Called once the kept epoch is restored, before the training scores are computed
+        (score calibration, score selection)."""
+
     def configure_optimizers(self, steps_per_epoch: int):
         """Return ``(optimizer, scheduler_or_None)``; the scheduler is stepped every batch."""
         return torch.optim.Adam(self.network_.parameters(), lr=self.lr), None
@@ -281,6 +286,8 @@ class BaseDeepDetector(BaseDetector):
         stopper.restore(self.network_)
         self.best_epoch_ = stopper.best_epoch if stopper.best is not None else epoch
         self.epochs_run_ = epoch + 1
+        self.network_.eval()
+        self.on_fit_end(X_train, X_val)
         self._finish_fit(X_train, started)
         if self.checkpoint:  # the final file holds the kept epoch and the fitted threshold
             self.save(self.checkpoint)
