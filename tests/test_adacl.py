@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from helpers import ramp_images
 
 from adlib.methods.adacl import (ADACL, AUGMENTATIONS, ADACLNet, cut_paste, make_anomalies,
                                  mixup, puzzle, rotate90, rotate270, sample_labels)
@@ -201,11 +202,7 @@ def test_sample_labels_seeded():
 # --------------------------------------------------------------------------- the detector
 
 def tiny_data(n=32, side=8, seed=0):
-    rng = np.random.default_rng(seed)
-    ramp = np.linspace(0, 1, side, dtype=np.float32)[:, None] * np.ones((1, side), np.float32)
-    x = ramp[None] * rng.uniform(0.5, 1.0, (n, 1, 1)).astype(np.float32)
-    x = np.clip(x + rng.normal(0, 0.02, x.shape).astype(np.float32), 0, 1)
-    return torch.from_numpy(x[:, None])
+    return ramp_images(n, side, seed)
 
 
 def tiny(**kwargs):
