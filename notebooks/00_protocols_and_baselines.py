@@ -194,7 +194,8 @@ if present:
     full = full[~full["quick"]]
     ours = per_class_table(full)
     display(beside_paper(ours, DATASET, rows=["OCSVM", "DSVDD", "ADACL (thesis)"]))
-    print("seeds per method:", full.groupby("method")["seed"].unique().to_dict())
+    print("seeds per method:", {m: sorted(int(s) for s in g.unique())
+                                for m, g in full.groupby("method")["seed"]})
     print("commits:", sorted(full["commit"].str[:8].unique()))
 else:
     print("No baseline results in results/ yet: run python -m adlib bench <method> --dataset mnist")

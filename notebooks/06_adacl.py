@@ -196,7 +196,7 @@ for dataset in ["mnist", "fashion_mnist", "cifar10"]:
         continue
     full = load_results(path)
     full = full[(~full["quick"]) & (full["variant"] == "default")]
-    print(f"{dataset}: seeds {sorted(full['seed'].unique())}, {len(full)} runs, commits "
+    print(f"{dataset}: seeds {sorted(int(s) for s in full['seed'].unique())}, {len(full)} runs, commits "
           f"{sorted(full['commit'].str[:8].unique())}, source: {full['protocol'].iloc[0]['source']}")
     display(beside_paper(per_class_table(full), dataset,
                          rows=["DSVDD", "OCGAN", "LSA", "ADACL (thesis)"]
