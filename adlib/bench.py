@@ -93,7 +93,10 @@ def run_one(method: str, split, seed: int, params: dict, quick: bool, verbose: b
         detector.set_params(verbose=verbose)
     detector.fit(split.X_train, split.X_val)
     started = time.perf_counter()
-    scores = detector.score(split.X_test)
+    # a detector with several scores (ALPS) computes them all at once; score() is the selected one
+    all_scores = detector.score_all(split.X_test) if hasattr(detector, "score_all") else None
+    scores = (all_scores[detector.selected_score_] if all_scores is not None
+              else detector.score(split.X_test))
     score_s = time.perf_counter() - started
     out = {**evaluate(split.y_test, scores), "fit_s": round(detector.fit_seconds_, 3),
            "score_s": round(score_s, 3),
@@ -103,10 +106,10 @@ def run_one(method: str, split, seed: int, params: dict, quick: bool, verbose: b
             out[attr.rstrip("_")] = int(getattr(detector, attr))
     if hasattr(detector, "history_"):
         out["history"] = detector.history_
-    if hasattr(detector, "score_all"):  # methods with several scores report each of them
+    if all_scores is not None:  # methods with several scores report each of them
         out["all_scores"] = {name: evaluate(split.y_test, values)
-                             for name, values in detector.score_all(split.X_test).items()}
-        out["selected_score"] = getattr(detector, "selected_score_", None)
+                             for name, values in all_scores.items()}
+        out["selected_score"] = detector.selected_score_
     return out
 
 

@@ -293,15 +293,20 @@ class BaseDeepDetector(BaseDetector):
             self.save(self.checkpoint)
         return self
 
+    def _scores_of(self, X: torch.Tensor) -> np.ndarray:
+        """``batch_scores`` over every batch of ``X`` in order, as one float64 array (no mode
+        change, no checks: for ``score`` and validation metrics)."""
+        out = [self.batch_scores(b).detach().float().cpu().reshape(-1)
+               for b in self._batches(X, shuffle=False)]
+        return torch.cat(out).double().numpy()
+
     @torch.no_grad()
     def score(self, X) -> np.ndarray:
         """Scores of ``X`` by ``batch_scores`` in eval mode, batch by batch."""
         self._check_is_fitted()
         X = as_tensor(X)
         self.network_.eval()
-        out = [self.batch_scores(b).detach().float().cpu().reshape(-1)
-               for b in self._batches(X, shuffle=False)]
-        return torch.cat(out).double().numpy()
+        return self._scores_of(X)
 
     # -- persistence ---------------------------------------------------------------------------
     def save(self, path) -> None:

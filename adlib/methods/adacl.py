@@ -274,6 +274,4 @@ class ADACL(BaseDeepDetector):
         if self.val_set_ is None:
             return None
         x, y = self.val_set_
-        scores = np.concatenate([self.batch_scores(b).cpu().numpy()
-                                 for b in self._batches(x, shuffle=False)])
-        return auroc(y, scores)
+        return auroc(y, self._scores_of(x))

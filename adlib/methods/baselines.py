@@ -167,5 +167,4 @@ class ConvAEDetector(BaseDeepDetector):
         return (self.network_(batch) - batch).pow(2).flatten(1).mean(1)
 
     def validation_metric(self, X_val):
-        return float(np.mean(np.concatenate(
-            [self.batch_scores(b).cpu().numpy() for b in self._batches(X_val, False)])))
+        return float(np.mean(self._scores_of(X_val)))
