@@ -29,13 +29,14 @@ import torch
 from tqdm.auto import tqdm
 
 from . import __version__
-from .data import load_dataset
+from .data import DATASETS, DataError, load_dataset
 from .metrics import evaluate
 from .protocols import one_class, resolve_classes
 from .registry import available_detectors, detector_class, get_detector
 from .results import append_row, load_results, per_class_table, read_rows, run_key
+from .video import VIDEO_DATASETS, frame_metrics, frame_scores, load_ucsd, score_clips, ucsd_patches
 
-__all__ = ["provenance", "run_one", "run_grid", "main"]
+__all__ = ["provenance", "run_one", "run_grid", "run_video", "main"]
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -110,24 +111,32 @@ def run_one(method: str, split, seed: int, params: dict, quick: bool, verbose: b
         out["all_scores"] = {name: evaluate(split.y_test, values)
                              for name, values in all_scores.items()}
         out["selected_score"] = detector.selected_score_
+        if getattr(detector, "selection_", None):  # the label-free evidence for that choice
+            out["selection"] = {k: round(float(v), 6) for k, v in detector.selection_.items()}
     return out
 
 
 def run_grid(method: str, dataset: str, classes="all", seeds=(0,), *, quick: bool = False,
              params: dict | None = None, variant: str = "default", out: str | None = None,
              max_train: int | None = None, max_test: int | None = None, root=None,
-             verify: bool = True, verbose: bool = True) -> Path:
+             verify: bool = True, verbose: bool = True, protocol: dict | None = None) -> Path:
     """Run the (class x seed) grid, appending one row per finished run to ``out``.
 
-    ``verify=False`` skips the tree-digest check (for data that is not a published copy).
+    ``verify=False`` skips the tree-digest check (for data that is not a published copy). A video
+    dataset (:data:`adlib.video.VIDEO_DATASETS`) runs the patch protocol instead, one row per
+    seed (see :func:`run_video`); ``protocol`` then holds options of
+    :func:`adlib.video.ucsd_patches` (for example ``{"stride": 25}``).
     """
-    cls = detector_class(method)
-    params = dict(params or {})
-    if "seed" in params:
-        raise ValueError("give seeds with seeds=[...] (--seeds), not as a detector parameter")
-    if "num_epochs" in cls._param_names() and "num_epochs" not in params:
-        params["num_epochs"] = cls.epochs_for(dataset, quick)
-    out = Path(out or REPO / "results" / f"{cls.name}_{dataset}.jsonl")
+    if dataset not in DATASETS and dataset not in VIDEO_DATASETS:
+        raise DataError(f"unknown dataset {dataset!r}; image datasets: {', '.join(DATASETS)}; "
+                        f"video datasets: {', '.join(VIDEO_DATASETS)}")
+    cls, params, out = _prepare(method, dataset, params, quick, out)
+    if dataset in VIDEO_DATASETS:
+        return run_video(method, dataset, seeds, quick=quick, params=params, variant=variant,
+                         out=out, max_train=max_train, root=root, verify=verify,
+                         verbose=verbose, protocol=protocol)
+    if protocol:
+        raise ValueError(f"protocol options {sorted(protocol)} apply to video datasets only")
     train = load_dataset(dataset, "train", root=root, verify=verify)
     test = load_dataset(dataset, "test", root=root, verify=verify)
     class_list = resolve_classes(classes, len(train.classes))
@@ -152,6 +161,81 @@ def run_grid(method: str, dataset: str, classes="all", seeds=(0,), *, quick: boo
         append_row(out, row)
         tqdm.write(f"  class {c} seed {s}: AUROC {100 * result['auroc']:.2f} "
                    f"({row['wall_s']:.0f} s)")
+    return out
+
+
+def _prepare(method: str, dataset: str, params, quick: bool, out):
+    cls = detector_class(method)
+    params = dict(params or {})
+    if "seed" in params:
+        raise ValueError("give seeds with seeds=[...] (--seeds), not as a detector parameter")
+    if "num_epochs" in cls._param_names() and "num_epochs" not in params:
+        params["num_epochs"] = cls.epochs_for(dataset, quick)
+    return cls, params, Path(out or REPO / "results" / f"{cls.name}_{dataset}.jsonl")
+
+
+def run_video(method: str, dataset: str = "ucsd_ped2", seeds=(0,), *, quick: bool = False,
+              params: dict | None = None, variant: str = "default", out: str | None = None,
+              max_train: int | None = None, root=None, verify: bool = True,
+              verbose: bool = True, protocol: dict | None = None) -> Path:
+    """Run ``method`` on the UCSD patch protocol (:mod:`adlib.video`), one row per seed.
+
+    A row holds the frame-level AUROC and EER (raw, and with each clip's scores min-max scaled),
+    every test frame's score (to plot scores over time), the time and peak memory of patch
+    extraction, training and scoring. Non-default ``protocol`` options are folded into the
+    variant's name, so runs on different grids never collide.
+    """
+    cls, params, out = _prepare(method, dataset, params, quick, out)
+    protocol = dict(protocol or {})
+    if protocol:
+        variant = variant + "+" + ",".join(f"{k}={v}" for k, v in sorted(protocol.items()))
+    done = {r.get("key") for r in read_rows(out)}
+    todo = [s for s in seeds if run_key(cls.name, dataset, 0, s, variant, quick) not in done]
+    print(f"{cls.name} on {dataset}: {len(seeds)} runs, {len(seeds) - len(todo)} already in {out}")
+    if not todo:
+        return out
+    base = provenance()
+    started = time.perf_counter()
+    train = load_ucsd(dataset, "train", root=root, verify=verify)
+    test = load_ucsd(dataset, "test", root=root, verify=verify)
+    load_s = time.perf_counter() - started
+    for s in tqdm(todo, desc=f"{cls.name}/{dataset}", unit="run", disable=not verbose):
+        wall = time.perf_counter()
+        split = ucsd_patches(dataset, s, preprocess=cls.preprocess, max_train=max_train,
+                             root=root, verify=verify, train_set=train, test_set=test, **protocol)
+        extract_s = time.perf_counter() - wall
+        extract_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        detector = get_detector(method, seed=s, **params)
+        for name, value in (("quick", quick), ("verbose", verbose)):
+            if name in detector.get_params():
+                detector.set_params(**{name: value})
+        detector.fit(split.X_train, split.X_val)
+        t0 = time.perf_counter()
+        scores = frame_scores(score_clips(detector, split, verbose=verbose))
+        score_s = time.perf_counter() - t0
+        metrics = frame_metrics(scores, split.test.labels)
+        row = {"key": run_key(cls.name, dataset, 0, s, variant, quick), "method": cls.name,
+               "dataset": dataset, "normal_class": 0, "class_name": "pedestrians", "seed": s,
+               "variant": variant, "quick": quick, **metrics,
+               "fit_s": round(detector.fit_seconds_, 3), "score_s": round(score_s, 3),
+               "load_s": round(load_s, 3), "extract_s": round(extract_s, 3),
+               "extract_peak_rss_mb": round(extract_rss, 1),
+               "params": {k: _jsonable(v) for k, v in detector.get_params().items()},
+               "frame_scores": {name: [round(float(v), 6) for v in clip]
+                                for name, clip in zip(split.test.names, scores)},
+               "protocol": split.info, "wall_s": round(time.perf_counter() - wall, 3),
+               "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+               "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+               **base}
+        for attr in ("epochs_run_", "best_epoch_", "selected_score_"):
+            if hasattr(detector, attr):
+                value = getattr(detector, attr)
+                row[attr.rstrip("_")] = value if isinstance(value, str) else int(value)
+        if hasattr(detector, "history_"):
+            row["history"] = detector.history_
+        append_row(out, row)
+        tqdm.write(f"  seed {s}: frame AUROC {100 * metrics['auroc']:.2f}, EER "
+                   f"{100 * metrics['eer']:.1f}% ({row['wall_s']:.0f} s)")
     return out
 
 
@@ -181,6 +265,8 @@ def main(argv=None) -> int:
     b.add_argument("--epochs", type=int, help="override the method's epoch budget")
     b.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="detector parameters")
     b.add_argument("--variant", default="default", help="name of this configuration")
+    b.add_argument("--protocol", nargs="*", metavar="KEY=VALUE",
+                   help="video protocol options, e.g. stride=25 (see adlib.video.ucsd_patches)")
     b.add_argument("--out", help="results file (default results/<method>_<dataset>.jsonl)")
     b.add_argument("--max-train", type=int, help="cap the training normals")
     b.add_argument("--max-test", type=int, help="cap the test images (stratified)")
@@ -212,5 +298,6 @@ def main(argv=None) -> int:
         params["num_epochs"] = args.epochs
     run_grid(args.method, args.dataset, classes, args.seeds, quick=args.quick, params=params,
              variant=args.variant, out=args.out, max_train=args.max_train,
-             max_test=args.max_test, root=args.data_root, verbose=not args.quiet)
+             max_test=args.max_test, root=args.data_root, verbose=not args.quiet,
+             protocol=_parse_set(args.protocol))
     return 0

@@ -1,0 +1,323 @@
+"""UCSD video: loaders on generated trees in the official layouts, the patch protocol, frame-level
+metrics, localization, and the bench command on a video dataset."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from adlib.bench import run_grid
+from adlib.data import DataError
+from adlib.protocols import Preprocess
+from adlib.results import read_rows
+from adlib.video import (extract_patches, frame_metrics, frame_scores, labels_from_ranges,
+                         load_ucsd, localization_map, motion_mask, moving_patches,
+                         parse_gt_ranges, patch_positions, score_clips, ucsd_patches)
+
+H, W = 48, 72  # small frames; the real ones are 240 x 360 (Ped2) and 158 x 238 (Ped1)
+BACKGROUND = 60
+
+
+@dataclass
+class Video:
+    root: Path
+    train: list  # uint8 T x H x W per clip
+    test: list
+    labels: list  # bool T per test clip
+    masks: list  # bool T x H x W per test clip, or None
+
+
+def _clip(rng, t: int, square: int = 12, anomaly_from: int | None = None) -> tuple:
+    """A grey clip with a bright square walking right; from ``anomaly_from`` a dark square too."""
+    frames = np.full((t, H, W), BACKGROUND, dtype=np.uint8)
+    frames += rng.integers(0, 4, size=frames.shape, dtype=np.uint8)
+    masks = np.zeros((t, H, W), dtype=bool)
+    for i in range(t):
+        c = (3 * i) % (W - square)
+        frames[i, 10:10 + square, c:c + square] = 220
+        if anomaly_from is not None and i >= anomaly_from:
+            frames[i, 30:30 + square, 40:40 + square] = 0
+            masks[i, 30:30 + square, 40:40 + square] = True
+    return frames, masks
+
+
+def write_ucsd(root: Path, folder: str = "UCSDped2", frame_ext: str = ".tif",
+               mask_ext: str = ".bmp", mask_prefix: str = "", n_train: int = 2,
+               n_test: int = 2, t: int = 12, gt_lines=None, masked=None) -> Video:
+    """Write a UCSD tree in the official release's layout (``.tif`` frames, ``.bmp`` masks)."""
+    rng = np.random.default_rng(0)
+    base = root / folder
+    train, test, labels, masks = [], [], [], []
+    for k in range(1, n_train + 1):
+        frames, _ = _clip(rng, t)
+        d = base / "Train" / f"Train{k:03d}"
+        d.mkdir(parents=True)
+        for i, f in enumerate(frames, 1):
+            Image.fromarray(f).save(d / f"{i:03d}{frame_ext}")
+        train.append(frames)
+    lines = ["TestVideoFile = {};"]
+    for k in range(1, n_test + 1):
+        start = t // 2 + 1  # 1-based first abnormal frame
+        frames, m = _clip(rng, t, anomaly_from=start - 1)
+        d = base / "Test" / f"Test{k:03d}"
+        d.mkdir(parents=True)
+        for i, f in enumerate(frames, 1):
+            Image.fromarray(f).save(d / f"{i:03d}{frame_ext}")
+        has_mask = masked is None or k in masked
+        if has_mask:
+            g = base / "Test" / f"Test{k:03d}_gt"
+            g.mkdir()
+            for i, mm in enumerate(m, 1):
+                Image.fromarray(mm.astype(np.uint8) * 255).save(g / f"{mask_prefix}{i:03d}{mask_ext}")
+        lines.append(f"TestVideoFile{{end+1}}.gt_frame = [{start}:{t}];")
+        test.append(frames)
+        labels.append(np.arange(1, t + 1) >= start)
+        masks.append(m if has_mask else None)
+    if gt_lines is not None:
+        lines = ["TestVideoFile = {};", *gt_lines]
+    (base / "Test" / f"{folder}.m").write_text("\n".join(lines) + "\n")
+    return Video(root, train, test, labels, masks)
+
+
+@pytest.fixture
+def ped2(tmp_path) -> Video:
+    return write_ucsd(tmp_path, "UCSDped2", ".tif", ".bmp", mask_prefix="frame")
+
+
+# ----------------------------------------------------------------- labels
+
+def test_parse_gt_ranges_reads_official_lines_and_multi_ranges():
+    text = ("TestVideoFile = {};\nTestVideoFile{end+1}.gt_frame = [61:180];\n"
+            "TestVideoFile{end+1}.gt_frame = [5:90, 140:200];\n")
+    assert parse_gt_ranges(text) == [[(61, 180)], [(5, 90), (140, 200)]]
+    labels = labels_from_ranges([(2, 3), (5, 5)], 6)
+    assert labels.tolist() == [False, True, True, False, True, False]
+
+
+@pytest.mark.parametrize("text, match", [
+    ("nothing here", "no gt_frame"),
+    ("TestVideoFile{end+1}.gt_frame = [0:10];", "1-based"),
+    ("TestVideoFile{end+1}.gt_frame = [a:b];", "cannot read"),
+])
+def test_parse_gt_ranges_rejects_bad_files(text, match):
+    with pytest.raises(DataError, match=match):
+        parse_gt_ranges(text)
+
+
+def test_labels_past_the_clip_are_an_error():
+    with pytest.raises(DataError, match="runs past"):
+        labels_from_ranges([(1, 9)], 8)
+
+
+def test_real_ped2_label_file_gives_the_published_counts():
+    from conftest import real_data_root
+    path = real_data_root() / "UCSDped2" / "Test" / "UCSDped2.m"
+    if not path.exists():
+        pytest.skip("the offline UCSDped2 copy is not here")
+    ranges = parse_gt_ranges(path.read_text())
+    lengths = [180, 180, 150, 180, 150, 180, 180, 180, 120, 150, 180, 180]
+    assert len(ranges) == 12
+    assert sum(labels_from_ranges(r, n).sum() for r, n in zip(ranges, lengths)) == 1648
+
+
+# ----------------------------------------------------------------- loaders
+
+def test_official_ped2_layout_loads_frames_labels_and_masks(ped2):
+    train = load_ucsd("ucsd_ped2", "train", root=ped2.root, verify=False)
+    test = load_ucsd("ucsd_ped2", "test", root=ped2.root, verify=False)
+    assert train.names == ["Train001", "Train002"] and test.names == ["Test001", "Test002"]
+    assert train.labels is None and train.masks is None
+    for got, want in zip(train.frames + test.frames, ped2.train + ped2.test):
+        assert got.dtype == np.uint8 and np.array_equal(got, want)  # .tif is lossless
+    for got, want in zip(test.labels, ped2.labels):
+        assert np.array_equal(got, want)
+    for got, want in zip(test.masks, ped2.masks):
+        assert got.dtype == bool and np.array_equal(got, want)
+
+
+def test_decoded_clips_are_cached_and_reread_identically(ped2, isolated_cache):
+    first = load_ucsd("ucsd_ped2", "test", root=ped2.root, verify=False)
+    assert list((isolated_cache / "decoded").glob("ucsd_ped2-test-*.pt"))
+    second = load_ucsd("ucsd_ped2", "test", root=ped2.root, verify=False)
+    for a, b in zip(first.masks + first.frames, second.masks + second.frames):
+        assert np.array_equal(a, b)
+
+
+def test_ped1_layout_with_partial_masks_and_two_ranges(tmp_path):
+    video = write_ucsd(tmp_path, "UCSDped1", ".tif", ".bmp", n_test=2, t=10, masked={2},
+                       gt_lines=["TestVideoFile{end+1}.gt_frame = [2:3, 6:10];",
+                                 "TestVideoFile{end+1}.gt_frame = [6:10];"])
+    test = load_ucsd("ucsd_ped1", "test", root=video.root, verify=False)
+    assert test.masks[0] is None and test.masks[1] is not None
+    assert test.labels[0].tolist() == [False, True, True, False, False] + [True] * 5
+
+
+def test_offline_copy_layout_with_jpeg_and_png(tmp_path):
+    video = write_ucsd(tmp_path, "UCSDped2", ".jpg", ".png")
+    test = load_ucsd("ucsd_ped2", "test", root=video.root, verify=False)
+    assert test.frames[0].shape == (12, H, W)
+    assert np.abs(test.frames[0].astype(int) - video.test[0]).mean() < 3  # JPEG is lossy
+    assert np.array_equal(test.masks[0], video.masks[0])  # PNG is not
+
+
+def test_missing_folder_names_the_fix(tmp_path):
+    with pytest.raises(DataError, match="UCSDped2 not found"):
+        load_ucsd("ucsd_ped2", "train", root=tmp_path, verify=False)
+    with pytest.raises(DataError, match="unknown video dataset"):
+        load_ucsd("ucsd_ped3", "train", root=tmp_path)
+    with pytest.raises(DataError, match="unknown split"):
+        load_ucsd("ucsd_ped2", "val", root=tmp_path)
+
+
+def test_corrupt_frame_is_named(ped2):
+    bad = ped2.root / "UCSDped2" / "Train" / "Train002" / "004.tif"
+    bad.write_bytes(b"not an image")
+    with pytest.raises(DataError, match="004.tif is not a readable image"):
+        load_ucsd("ucsd_ped2", "train", root=ped2.root, verify=False)
+
+
+def test_gap_in_frame_numbers_is_an_error(ped2):
+    (ped2.root / "UCSDped2" / "Train" / "Train001" / "005.tif").unlink()
+    with pytest.raises(DataError, match="without gaps"):
+        load_ucsd("ucsd_ped2", "train", root=ped2.root, verify=False)
+
+
+def test_label_file_must_match_the_clips(ped2):
+    (ped2.root / "UCSDped2" / "Test" / "UCSDped2.m").write_text(
+        "TestVideoFile{end+1}.gt_frame = [1:4];\n")
+    with pytest.raises(DataError, match="labels 1 clips"):
+        load_ucsd("ucsd_ped2", "test", root=ped2.root, verify=False)
+    (ped2.root / "UCSDped2" / "Test" / "UCSDped2.m").unlink()
+    with pytest.raises(DataError, match="UCSDped2.m not found"):
+        load_ucsd("ucsd_ped2", "test", root=ped2.root, verify=False)
+
+
+# ----------------------------------------------------------------- patches
+
+def test_patch_grid_covers_the_frame():
+    pos = patch_positions(240, 360, 30, 30)
+    assert len(pos) == 96 and pos.max(0).tolist() == [210, 330]
+    pos25 = patch_positions(240, 360, 30, 25)  # G2D's overlap of 5; last row/column moved in
+    assert len(pos25) == 10 * 15 and pos25[:, 0].max() == 210 and pos25[:, 1].max() == 330
+    covered = np.zeros((240, 360), bool)
+    for r, c in pos25:
+        covered[r:r + 30, c:c + 30] = True
+    assert covered.all()
+    with pytest.raises(ValueError, match="do not fit"):
+        patch_positions(20, 40, 30)
+
+
+def test_extract_patches_matches_slicing():
+    frames = np.random.default_rng(0).integers(0, 256, (3, 48, 72), dtype=np.uint8)
+    pos = patch_positions(48, 72, 20, 15)
+    patches = extract_patches(frames, pos, 20)
+    assert patches.shape == (3, len(pos), 20, 20) and patches.dtype == np.uint8
+    t, p = 2, 4
+    r, c = pos[p]
+    assert np.array_equal(patches[t, p], frames[t, r:r + 20, c:c + 20])
+
+
+def test_motion_filter_keeps_the_patches_the_walker_is_in(ped2):
+    frames = ped2.train[0]
+    moving = motion_mask(frames, threshold=25)
+    assert moving[:, 10:22].any() and not moving[:, 30:].any()  # the square's rows only
+    pos = patch_positions(H, W, 12, 12)
+    keep = moving_patches(frames, pos, 12, threshold=25, min_motion=0.5)
+    for i in range(len(frames)):
+        c = (3 * i) % (W - 12)
+        if c % 12 == 0:  # the square (rows 10-21) fills 10/12 of the patch at (12, c)
+            assert keep[i][(pos[:, 0] == 12) & (pos[:, 1] == c)].all()
+    assert not keep.any(axis=1).all()  # half-covered patches fall below 50% motion ...
+    assert moving_patches(frames, pos, 12, threshold=25, min_motion=0.3).any(axis=1).all()
+    assert not keep[:, pos[:, 0] >= 24].any()
+
+
+def test_ucsd_patches_split_is_uint8_cached_and_seeded(ped2, isolated_cache):
+    pre = Preprocess()
+    a = ucsd_patches("ucsd_ped2", 0, size=12, stride=12, min_motion=0.3, root=ped2.root,
+                     verify=False, preprocess=pre)
+    assert list((isolated_cache / "patches").glob("*.npy"))
+    assert np.load(next((isolated_cache / "patches").glob("*.npy"))).dtype == np.uint8
+    b = ucsd_patches("ucsd_ped2", 0, size=12, stride=12, min_motion=0.3, root=ped2.root,
+                     verify=False, preprocess=pre)
+    c = ucsd_patches("ucsd_ped2", 1, size=12, stride=12, min_motion=0.3, root=ped2.root,
+                     verify=False, preprocess=pre)
+    assert torch.equal(a.X_train, b.X_train) and not torch.equal(a.X_train, c.X_train)
+    assert a.X_train.shape[1:] == (1, 12, 12) and a.X_train.dtype == torch.float32
+    assert a.info["n_train"] + a.info["n_val"] == a.info["moving_patches"]
+    assert a.X_train.max() > 0.8  # the bright walker is in the kept patches
+    with pytest.raises(DataError, match="lower motion_threshold"):
+        ucsd_patches("ucsd_ped2", 0, size=12, stride=12, motion_threshold=250, root=ped2.root,
+                     verify=False)
+
+
+# ----------------------------------------------------------------- scores and metrics
+
+class DarkDetector:
+    """Scores a patch by how much of it is darker than the background: finds the dark square."""
+
+    def score(self, X):
+        return (X < 0.1).float().mean(dim=(1, 2, 3)).numpy()
+
+
+def test_score_clips_finds_the_dark_square_frame_by_frame(ped2):
+    split = ucsd_patches("ucsd_ped2", 0, size=12, stride=12, min_motion=0.3, root=ped2.root,
+                         verify=False)
+    patch_scores = score_clips(DarkDetector(), split)
+    assert [s.shape for s in patch_scores] == [(12, len(split.positions))] * 2
+    scores = frame_scores(patch_scores)
+    metrics = frame_metrics(scores, split.test.labels)
+    assert metrics["auroc"] == 1.0 and metrics["eer"] == 0.0
+    assert metrics["n_frames"] == 24 and metrics["n_abnormal"] == 12
+    heat = localization_map(patch_scores[0][-1], split.positions, 12, (H, W))
+    assert heat[30:42, 40:52].min() > 0 and heat[:12, :12].max() == 0
+
+
+def test_frame_metrics_hand_checked():
+    scores = [np.array([0.1, 0.4, 0.35]), np.array([0.8, 0.2])]
+    labels = [np.array([0, 1, 0], bool), np.array([1, 0], bool)]
+    m = frame_metrics(scores, labels)
+    assert m["auroc"] == pytest.approx(1.0)  # 0.4, 0.8 above 0.1, 0.35, 0.2
+    # per-clip scaling: clip 1 -> 0, 1, 0.833; clip 2 -> 1, 0: still separable
+    assert m["auroc_per_clip_norm"] == pytest.approx(1.0)
+    swapped = frame_metrics([np.array([0.9, 0.1])], [np.array([0, 1], bool)])
+    assert swapped["auroc"] == 0.0 and swapped["eer"] == pytest.approx(1.0)
+
+
+def test_localization_map_takes_the_highest_covering_patch():
+    pos = np.array([[0, 0], [0, 2]])
+    heat = localization_map(np.array([0.2, 0.7]), pos, 3, (3, 5))
+    assert heat[:, :2].tolist() == [[0.2, 0.2]] * 3
+    assert heat[:, 2:].tolist() == [[0.7, 0.7, 0.7]] * 3
+
+
+# ----------------------------------------------------------------- the bench command
+
+def test_bench_runs_a_detector_on_the_video_protocol_and_resumes(ped2, tmp_path):
+    out = tmp_path / "v.jsonl"
+    kwargs = dict(params={"n_estimators": 10}, out=out, root=ped2.root, verify=False,
+                  verbose=False, protocol={"size": 12, "stride": 12, "min_motion": 0.3})
+    run_grid("isolation_forest", "ucsd_ped2", seeds=[0], **kwargs)
+    rows = read_rows(out)
+    assert len(rows) == 1
+    row = rows[0]
+    assert row["variant"] == "default+min_motion=0.3,size=12,stride=12"
+    assert 0 <= row["auroc"] <= 1 and 0 <= row["eer"] <= 1
+    assert sorted(row["frame_scores"]) == ["Test001", "Test002"]
+    assert len(row["frame_scores"]["Test001"]) == 12
+    for key in ("extract_s", "extract_peak_rss_mb", "peak_rss_mb", "commit", "protocol"):
+        assert key in row
+    run_grid("isolation_forest", "ucsd_ped2", seeds=[0], **kwargs)  # resumes: nothing new
+    assert len(read_rows(out)) == 1
+
+
+def test_bench_rejects_unknown_dataset_and_protocol_on_images(tmp_path):
+    with pytest.raises(DataError, match="video datasets: ucsd_ped2"):
+        run_grid("isolation_forest", "ucsd_ped9", out=tmp_path / "x.jsonl")
+    with pytest.raises(ValueError, match="video datasets only"):
+        run_grid("isolation_forest", "mnist", protocol={"stride": 25}, root=tmp_path,
+                 out=tmp_path / "x.jsonl")
