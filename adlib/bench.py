@@ -34,7 +34,8 @@ from .metrics import evaluate
 from .protocols import one_class, resolve_classes
 from .registry import available_detectors, detector_class, get_detector
 from .results import append_row, load_results, per_class_table, read_rows, run_key
-from .video import VIDEO_DATASETS, frame_metrics, frame_scores, load_ucsd, score_clips, ucsd_patches
+from .video import (VIDEO_DATASETS, frame_metrics, frame_scores, load_ucsd, score_clips,
+                    motion_in_test_clips, ucsd_patches)
 
 __all__ = ["provenance", "run_one", "run_grid", "run_video", "main"]
 
@@ -180,7 +181,8 @@ def run_video(method: str, dataset: str = "ucsd_ped2", seeds=(0,), *, quick: boo
               verbose: bool = True, protocol: dict | None = None) -> Path:
     """Run ``method`` on the UCSD patch protocol (:mod:`adlib.video`), one row per seed.
 
-    A row holds the frame-level AUROC and EER (raw, and with each clip's scores min-max scaled),
+    A row holds the frame-level AUROC and EER (raw, and with each clip's scores min-max scaled)
+    of the frame scores over moving patches, the same over all patches (``all_patches``),
     every test frame's score (to plot scores over time), the time and peak memory of patch
     extraction, training and scoring. Non-default ``protocol`` options are folded into the
     variant's name, so runs on different grids never collide.
@@ -211,9 +213,12 @@ def run_video(method: str, dataset: str = "ucsd_ped2", seeds=(0,), *, quick: boo
                 detector.set_params(**{name: value})
         detector.fit(split.X_train, split.X_val)
         t0 = time.perf_counter()
-        scores = frame_scores(score_clips(detector, split, verbose=verbose))
+        patch_scores = score_clips(detector, split, verbose=verbose)
         score_s = time.perf_counter() - t0
+        scores = frame_scores(patch_scores, motion_in_test_clips(split))  # moving patches (the default)
         metrics = frame_metrics(scores, split.test.labels)
+        every = frame_metrics(frame_scores(patch_scores), split.test.labels)
+        metrics["all_patches"] = {k: v for k, v in every.items() if not k.startswith("n_")}
         row = {"key": run_key(cls.name, dataset, 0, s, variant, quick), "method": cls.name,
                "dataset": dataset, "normal_class": 0, "class_name": "pedestrians", "seed": s,
                "variant": variant, "quick": quick, **metrics,

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-__all__ = ["THESIS_TABLE_4_1", "THESIS_TABLE_4_2", "THESIS_TABLE_4_4", "paper_table", "beside_paper"]
+__all__ = ["THESIS_TABLE_4_1", "THESIS_TABLE_4_1_MEANS", "THESIS_TABLE_4_2", "THESIS_TABLE_4_4",
+           "THESIS_TABLE_3_1", "THESIS_TABLE_3_1_MEANS", "THESIS_TABLE_3_2", "THESIS_TABLE_3_3",
+           "G2D_TABLE_1", "paper_table", "beside_paper", "video_table"]
 
 #: Thesis (Khazaie 2022) Table 4.1: one-class AUROC (%) on MNIST, Fashion-MNIST and CIFAR-10.
 THESIS_TABLE_4_1 = {
@@ -128,3 +130,26 @@ THESIS_TABLE_3_3 = {
 }
 
 __all__ += ["THESIS_TABLE_3_1", "THESIS_TABLE_3_1_MEANS", "THESIS_TABLE_3_2", "THESIS_TABLE_3_3"]
+
+
+#: G2D (Pourreza et al.) Table 1: frame-level EER (%) on UCSD Ped2.
+G2D_TABLE_1 = {
+    "MPCCA": 30, "Sabokrou et al.": 16, "MDT": 24, "Li et al.": 18.5, "Dan Xu et al.": 20,
+    "AVID": 14, "ALOCC": 13, "RE": 15, "Ravanbakhsh et al. [26]": 13,
+    "Ravanbakhsh et al. [25]": 14, "Deep-Anomaly": 13, "Deep-cascade": 9, "NRE": 14,
+    "G2D (paper)": 11,
+}
+
+
+def video_table(ours: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Frame-level AUROC and EER (%) on UCSD Ped2: thesis Tables 3.2 and 4.2, G2D Table 1, and
+    ``ours`` (rows indexed by method with columns ``AUROC (%)`` and ``EER (%)``) beneath."""
+    rows = {**THESIS_TABLE_3_2, **THESIS_TABLE_4_2}
+    table = pd.DataFrame([{"method": k, "AUROC (%)": a, "EER (%)": e, "source": "thesis 3.2/4.2"}
+                          for k, (a, e) in rows.items()])
+    g2d = pd.DataFrame([{"method": k, "AUROC (%)": None, "EER (%)": e, "source": "G2D Table 1"}
+                        for k, e in G2D_TABLE_1.items() if k not in rows])
+    parts = [table, g2d]
+    if ours is not None and len(ours):
+        parts.append(ours.reset_index().assign(source="ours (measured)"))
+    return pd.concat(parts, ignore_index=True).set_index("method")

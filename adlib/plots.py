@@ -11,7 +11,8 @@ import seaborn as sns
 
 from .metrics import auroc, roc_curve
 
-__all__ = ["score_histogram", "roc_curves", "image_grid", "training_curves"]
+__all__ = ["score_histogram", "roc_curves", "image_grid", "training_curves", "scores_over_time",
+           "mask_overlay"]
 
 
 def _axes(ax):
@@ -79,4 +80,36 @@ def training_curves(history: list[dict], title: str, keys=None, ax=None):
         ax.plot(epochs, [h.get(key, np.nan) for h in history], marker="o", label=key)
     ax.set(title=title, xlabel="epoch", ylabel="value")
     ax.legend()
+    return ax
+
+
+def _runs(flags: np.ndarray) -> list:
+    """``(start, stop)`` index pairs of the runs of True in a bool array."""
+    edges = np.flatnonzero(np.diff(np.r_[0, flags.astype(int), 0]))
+    return list(zip(edges[::2], edges[1::2]))
+
+
+def scores_over_time(series: dict, labels, title: str, ax=None, ylabel: str = "frame score"):
+    """Frame scores of one clip over time (``series = {name: scores}``), abnormal frames shaded
+    (as in IWAD Fig 5); frames are numbered from 1 as in the official labels."""
+    ax = _axes(ax)
+    for start, stop in _runs(np.asarray(labels, bool)):
+        ax.axvspan(start + 0.5, stop + 0.5, color="tab:red", alpha=0.15, lw=0)
+    for name, values in series.items():
+        ax.plot(np.arange(1, len(values) + 1), values, label=name, lw=1.2)
+    ax.set(title=title, xlabel="frame", ylabel=ylabel, xlim=(1, len(labels)))
+    if len(series) > 1:
+        ax.legend(fontsize="small")
+    return ax
+
+
+def mask_overlay(frame, mask, title: str, ax=None, heat=None, alpha: float = 0.45):
+    """A grey frame with a binary mask outlined in red and, optionally, a heat map on top."""
+    ax = _axes(ax)
+    ax.imshow(frame, cmap="gray", vmin=0, vmax=255)
+    if heat is not None:
+        ax.imshow(heat, cmap="inferno", alpha=alpha)
+    if mask is not None and np.asarray(mask).any():
+        ax.contour(np.asarray(mask, float), levels=[0.5], colors="red", linewidths=1.2)
+    ax.set(title=title, xlabel="x (pixels)", ylabel="y (pixels)")
     return ax

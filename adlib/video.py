@@ -22,9 +22,15 @@ The patch protocol (thesis sections 3.4.2 and 4.4.2, after "Old is Gold" [64]; G
   when it differs by more than ``motion_threshold`` grey levels (25) from its clip's median
   frame over time (the static background, since pedestrians walk on); a patch is kept when at
   least ``min_motion`` (5%) of its pixels move;
-* **testing** scores every patch of every test frame; a frame's score is its highest patch score;
-  frame-level AUROC and EER against the official labels; a localization map gives each pixel
-  the highest score of the patches that cover it.
+* **testing** scores every patch of every test frame. A frame's score is its highest score over
+  the patches that hold a moving object (the same motion rule, with the test clip's own median
+  frame as background): the thesis evaluates "on patches that contain pedestrians or other
+  objects" (section 4.4.2). Static background patches never occur in training, so a detector
+  finds them all unfamiliar; taking the maximum over *all* patches lets a patch of grass decide
+  every frame. We report both rules (moving patches: our default; all patches: beside it).
+  A frame without a moving patch gets the lowest frame score of the test set. Frame-level AUROC
+  and EER against the official labels; a localization map gives each pixel the highest score of
+  the patches that cover it.
 
 Memory: frames and patches stay uint8; only one test clip's patches are turned into float at a
 time (:func:`score_clips`), so Ped2 is never held as float32 patches at once.
@@ -45,7 +51,7 @@ from .protocols import Preprocess
 
 __all__ = ["VIDEO_DATASETS", "VideoSet", "parse_gt_ranges", "labels_from_ranges", "load_ucsd",
            "download_ucsd", "patch_positions", "extract_patches", "motion_mask", "moving_patches",
-           "PatchSplit", "ucsd_patches", "score_clips", "frame_scores", "frame_metrics",
+           "PatchSplit", "ucsd_patches", "score_clips", "motion_in_test_clips", "frame_scores", "frame_metrics",
            "localization_map"]
 
 #: The video datasets: bench name -> (folder, labels file, frames per second).
@@ -372,6 +378,8 @@ class PatchSplit:
     positions: np.ndarray
     size: int
     preprocess: Preprocess
+    motion_threshold: int = 25
+    min_motion: float = 0.05
     info: dict = field(default_factory=dict)
 
 
@@ -429,7 +437,7 @@ def ucsd_patches(dataset: str = "ucsd_ped2", seed: int = 0, *, size: int = 30,
             "n_test_abnormal": int(sum(lbl.sum() for lbl in test.labels)),
             "source": test.source, "digest": test.info.get("digest")}
     return PatchSplit(as_input(train_idx), as_input(val_idx), test, positions, size,
-                      preprocess, info)
+                      preprocess, motion_threshold, min_motion, info)
 
 
 def score_clips(detector, split: PatchSplit, clips=None, verbose: bool = False) -> list:
@@ -446,9 +454,26 @@ def score_clips(detector, split: PatchSplit, clips=None, verbose: bool = False) 
     return out
 
 
-def frame_scores(patch_scores: list) -> list:
-    """A frame's score is its highest patch score: one array ``T`` per clip."""
-    return [s.max(axis=1) for s in patch_scores]
+def motion_in_test_clips(split: PatchSplit, clips=None) -> list:
+    """Which patches of each test frame hold a moving object: a ``T x P`` bool array per clip,
+    by the training rule with the test clip's own median frame as background (no labels)."""
+    chosen = range(len(split.test)) if clips is None else clips
+    return [moving_patches(split.test.frames[i], split.positions, split.size,
+                           split.motion_threshold, split.min_motion) for i in chosen]
+
+
+def frame_scores(patch_scores: list, keep: list | None = None) -> list:
+    """A frame's score is its highest patch score: one array ``T`` per clip.
+
+    With ``keep`` (``T x P`` bool per clip, from :func:`motion_in_test_clips`) only the kept patches
+    count; a frame with none gets the lowest frame score over all clips.
+    """
+    if keep is None:
+        return [s.max(axis=1) for s in patch_scores]
+    masked = [np.where(k, s, -np.inf).max(axis=1) for s, k in zip(patch_scores, keep)]
+    finite = np.concatenate(masked)
+    floor = finite[np.isfinite(finite)].min() if np.isfinite(finite).any() else 0.0
+    return [np.where(np.isfinite(m), m, floor) for m in masked]
 
 
 def _minmax(x: np.ndarray) -> np.ndarray:

@@ -298,3 +298,13 @@ def test_cut_paste_does_not_leave_a_sparse_image_unchanged():
     g = gen(0)
     changed = [not torch.equal(cut_paste(x, g), x) for _ in range(50)]
     assert all(changed)
+
+
+def test_unclipped_scores_keep_the_order_and_break_the_ties():
+    X = ramp_images(16, side=12)
+    det = ADACL(num_epochs=1, batch_size=8, seed=0, verbose=False).fit(X)
+    clipped = det.score(X)
+    raw = det.set_params(clip_scores=False).score(X)
+    np.testing.assert_allclose(np.clip(raw, 0, 1), clipped, atol=1e-6)
+    inside = (raw > 0) & (raw < 1)
+    np.testing.assert_allclose(raw[inside], clipped[inside], atol=1e-6)

@@ -16,7 +16,8 @@ from adlib.protocols import Preprocess
 from adlib.results import read_rows
 from adlib.video import (extract_patches, frame_metrics, frame_scores, labels_from_ranges,
                          load_ucsd, localization_map, motion_mask, moving_patches,
-                         parse_gt_ranges, patch_positions, score_clips, ucsd_patches)
+                         parse_gt_ranges, patch_positions, score_clips, motion_in_test_clips,
+                         ucsd_patches)
 
 H, W = 48, 72  # small frames; the real ones are 240 x 360 (Ped2) and 158 x 238 (Ped1)
 BACKGROUND = 60
@@ -321,3 +322,22 @@ def test_bench_rejects_unknown_dataset_and_protocol_on_images(tmp_path):
     with pytest.raises(ValueError, match="video datasets only"):
         run_grid("isolation_forest", "mnist", protocol={"stride": 25}, root=tmp_path,
                  out=tmp_path / "x.jsonl")
+
+
+def test_frame_scores_over_moving_patches_only():
+    scores = [np.array([[0.9, 0.1], [0.9, 0.5]]), np.array([[0.9, 0.3]])]
+    keep = [np.array([[False, True], [False, False]]), np.array([[True, True]])]
+    assert [s.tolist() for s in frame_scores(scores)] == [[0.9, 0.9], [0.9]]
+    # frame 2 of clip 1 has no moving patch: it gets the lowest frame score (0.1)
+    assert [s.tolist() for s in frame_scores(scores, keep)] == [[0.1, 0.1], [0.9]]
+
+
+def test_motion_in_test_clips_follows_the_walker_and_the_dark_square(ped2):
+    split = ucsd_patches("ucsd_ped2", 0, size=12, stride=12, min_motion=0.3, root=ped2.root,
+                         verify=False)
+    keep = motion_in_test_clips(split)
+    assert [k.shape for k in keep] == [(12, len(split.positions))] * 2
+    square = (split.positions[:, 0] == 24) & (split.positions[:, 1] == 36)  # rows 30-41 of 24-35
+    assert keep[0][6:, square].all()  # the square's patch is scored while it is there
+    walker_rows = split.positions[:, 0] == 12
+    assert keep[0][:, walker_rows].any(axis=1).all()  # and the walker's in every frame

@@ -13,7 +13,11 @@ parameters, section 4.4) regresses these labels with the MSE loss (section 4.3.2
 Adam and a cyclic learning rate for a fixed epoch budget, keeping the epoch with the best AUROC on
 a validation set of 150 held-out normals and their augmented copies (section 4.4).
 
-Score: the regressor's output, in [0, 1]; higher = more anomalous.
+Score: the regressor's output, in [0, 1]; higher = more anomalous. With ``clip_scores=False``
+the output before clipping is the score: the same order, without the ties of everything clipped
+at 0 or 1. Video needs it: a frame's score is its highest patch score, and with clipping nearly
+every frame has some patch at exactly 1, which ties all frames (our addition; the thesis does not
+say how it ranks frames).
 
 Choices the thesis leaves open, and what we chose (named in the notebook too):
 
@@ -185,6 +189,8 @@ class ADACL(BaseDeepDetector):
         n_val: held-out normals in the validation set (150 in the thesis), each with one made
             anomaly.
         widths, hidden: the regressor's convolution widths and hidden dense units.
+        clip_scores: score with the clipped output (default, as trained) or the raw one, which
+            breaks ties at 0 and 1 (for video, where frames take their highest patch score).
         Other arguments: see :class:`adlib.detectors.BaseDeepDetector`.
     """
 
@@ -195,7 +201,8 @@ class ADACL(BaseDeepDetector):
     def __init__(self, augmentations: tuple = tuple(AUGMENTATIONS),
                  normal_interval: tuple = (0.0, 0.3), anomaly_interval: tuple = (0.7, 1.0),
                  labels: str = "continuous", loss: str = "mse", n_val: int = 150,
-                 widths: tuple = (32, 64, 128, 128), hidden: int = 64, **kwargs):
+                 widths: tuple = (32, 64, 128, 128), hidden: int = 64,
+                 clip_scores: bool = True, **kwargs):
         kwargs.setdefault("batch_size", 64)
         kwargs.setdefault("lr", 1e-3)
         kwargs.setdefault("patience", 4)
@@ -208,6 +215,7 @@ class ADACL(BaseDeepDetector):
         self.n_val = n_val
         self.widths = widths
         self.hidden = hidden
+        self.clip_scores = clip_scores
 
     def _validate_params(self) -> None:
         for name in ("normal_interval", "anomaly_interval"):
@@ -267,7 +275,10 @@ class ADACL(BaseDeepDetector):
         return nn.functional.mse_loss(pred, y)
 
     def batch_scores(self, batch):
-        return self.network_(batch)
+        """The regressor's output (unclipped when ``clip_scores=False``; see the module doc)."""
+        if self.clip_scores:
+            return self.network_(batch)
+        return self.network_.head(self.network_.embed(batch)).squeeze(1)
 
     def validation_metric(self, X_val):
         """AUROC of normals vs made anomalies of the fixed validation set (no real anomaly)."""
