@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from . import __version__
 from .data import DATASETS, DataError, load_dataset
 from .metrics import evaluate
-from .protocols import one_class, resolve_classes
+from .protocols import development_split, one_class, resolve_classes
 from .registry import available_detectors, detector_class, get_detector
 from .results import append_row, load_results, per_class_table, read_rows, run_key
 from .video import (VIDEO_DATASETS, frame_metrics, frame_scores, load_ucsd, score_clips,
@@ -120,13 +120,16 @@ def run_one(method: str, split, seed: int, params: dict, quick: bool, verbose: b
 def run_grid(method: str, dataset: str, classes="all", seeds=(0,), *, quick: bool = False,
              params: dict | None = None, variant: str = "default", out: str | None = None,
              max_train: int | None = None, max_test: int | None = None, root=None,
-             verify: bool = True, verbose: bool = True, protocol: dict | None = None) -> Path:
+             verify: bool = True, verbose: bool = True, protocol: dict | None = None,
+             dev: bool = False) -> Path:
     """Run the (class x seed) grid, appending one row per finished run to ``out``.
 
     ``verify=False`` skips the tree-digest check (for data that is not a published copy). A video
     dataset (:data:`adlib.video.VIDEO_DATASETS`) runs the patch protocol instead, one row per
     seed (see :func:`run_video`); ``protocol`` then holds options of
-    :func:`adlib.video.ucsd_patches` (for example ``{"stride": 25}``).
+    :func:`adlib.video.ucsd_patches` (for example ``{"stride": 25}``). ``dev=True`` evaluates on
+    :func:`adlib.protocols.development_split` (training images only) instead of the test split,
+    for choosing hyperparameters without test labels; its rows carry the variant ``<name>+dev``.
     """
     if dataset not in DATASETS and dataset not in VIDEO_DATASETS:
         raise DataError(f"unknown dataset {dataset!r}; image datasets: {', '.join(DATASETS)}; "
@@ -138,6 +141,8 @@ def run_grid(method: str, dataset: str, classes="all", seeds=(0,), *, quick: boo
                          verbose=verbose, protocol=protocol)
     if protocol:
         raise ValueError(f"protocol options {sorted(protocol)} apply to video datasets only")
+    if dev:
+        variant = f"{variant}+dev"
     train = load_dataset(dataset, "train", root=root, verify=verify)
     test = load_dataset(dataset, "test", root=root, verify=verify)
     class_list = resolve_classes(classes, len(train.classes))
@@ -151,6 +156,8 @@ def run_grid(method: str, dataset: str, classes="all", seeds=(0,), *, quick: boo
         wall = time.perf_counter()
         split = one_class(dataset, c, seed=s, preprocess=cls.preprocess, max_train=max_train,
                           max_test=max_test, train_set=train, test_set=test)
+        if dev:
+            split = development_split(split, train, seed=s, preprocess=cls.preprocess)
         result = run_one(cls.name, split, s, params, quick, verbose)
         row = {"key": run_key(cls.name, dataset, c, s, variant, quick), "method": cls.name,
                "dataset": dataset, "normal_class": c, "class_name": train.classes[c], "seed": s,
@@ -270,6 +277,9 @@ def main(argv=None) -> int:
     b.add_argument("--epochs", type=int, help="override the method's epoch budget")
     b.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="detector parameters")
     b.add_argument("--variant", default="default", help="name of this configuration")
+    b.add_argument("--dev", action="store_true",
+                   help="evaluate on a development split of training images, not on the test "
+                        "split (to choose hyperparameters without test labels)")
     b.add_argument("--protocol", nargs="*", metavar="KEY=VALUE",
                    help="video protocol options, e.g. stride=25 (see adlib.video.ucsd_patches)")
     b.add_argument("--out", help="results file (default results/<method>_<dataset>.jsonl)")
@@ -304,5 +314,5 @@ def main(argv=None) -> int:
     run_grid(args.method, args.dataset, classes, args.seeds, quick=args.quick, params=params,
              variant=args.variant, out=args.out, max_train=args.max_train,
              max_test=args.max_test, root=args.data_root, verbose=not args.quiet,
-             protocol=_parse_set(args.protocol))
+             protocol=_parse_set(args.protocol), dev=args.dev)
     return 0

@@ -5,6 +5,8 @@
   split is held out from the training normals only: it never holds a real anomaly.
 * :func:`contaminated` -- the same, but the training set mixes in a given ratio of anomalies drawn
   from the other classes' training images (G2D, IWAD); the validation split stays clean.
+* :func:`development_split` -- for choosing a method's hyperparameters without test labels:
+  the split's test set is replaced by its held-out normals and other classes' *training* images.
 * :func:`outlier_ratio_test` -- a test set whose anomalies make a chosen share of it (G2D's MNIST
   protocol, section 4.2).
 
@@ -22,7 +24,7 @@ import torch.nn.functional as F
 from .data import DataError, ImageSet, load_dataset
 
 __all__ = ["Preprocess", "OneClassSplit", "one_class", "contaminated", "outlier_ratio_test",
-           "resolve_classes"]
+           "development_split", "resolve_classes"]
 
 
 @dataclass(frozen=True)
@@ -162,6 +164,32 @@ def one_class(dataset: str, normal_class: int, seed: int = 0, *, val_size: int |
         normal_class=normal_class, classes=list(train.classes),
         test_classes=test_labels[test_idx], y_train=np.zeros(len(train_idx), dtype=np.int64),
         info=info)
+
+
+def development_split(split: OneClassSplit, train_set: ImageSet, n_anomalies: int = 2000,
+                      seed: int = 0, preprocess: Preprocess = Preprocess()) -> OneClassSplit:
+    """The same split evaluated on a development set drawn from the *training* split only.
+
+    The test set becomes the held-out validation normals (label 0) and ``n_anomalies`` training
+    images of the other classes (label 1, seeded). Training data are unchanged, so the detector
+    is trained exactly as in the real run. Used to choose a hyperparameter once for a whole
+    benchmark (for example ALPS' latent size) without ever reading a test label; the test split
+    is not touched. Not a one-class protocol: it uses labels of other classes' training images.
+    """
+    labels = train_set.labels.numpy()
+    others = np.flatnonzero(labels != split.normal_class)
+    if len(others) == 0 or len(split.X_val) == 0:
+        raise DataError("a development split needs held-out normals and other classes' images")
+    rng = np.random.default_rng(seed)
+    pick = np.sort(rng.choice(others, size=min(n_anomalies, len(others)), replace=False))
+    X_test = torch.cat([split.X_val, preprocess(train_set.images[pick])])
+    y_test = np.r_[np.zeros(len(split.X_val), np.int64), np.ones(len(pick), np.int64)]
+    info = {**split.info, "evaluated_on": "development split: validation normals and other "
+            "classes' training images (no test image)", "n_test": len(y_test),
+            "n_test_anomalies": int(len(pick))}
+    return OneClassSplit(split.X_train, split.X_val, X_test, y_test, split.normal_class,
+                         split.classes, np.r_[np.full(len(split.X_val), split.normal_class),
+                                              labels[pick]], split.y_train, info)
 
 
 def contaminated(dataset: str, normal_class: int, outlier_ratio: float, seed: int = 0,

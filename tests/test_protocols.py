@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from adlib.data import DataError
-from adlib.protocols import (Preprocess, contaminated, one_class, outlier_ratio_test,
+from adlib.protocols import (Preprocess, contaminated, development_split, one_class,
+                             outlier_ratio_test,
                              resolve_classes)
 from conftest import decode_index, encoded_image_set
 
@@ -239,3 +240,18 @@ def test_outlier_ratio_test_errors(sets):
         outlier_ratio_test(s, 0.0)
     with pytest.raises(DataError, match="only 180 test anomalies"):
         outlier_ratio_test(s, 0.95)
+
+
+def test_development_split_uses_training_images_only(sets):
+    train, _ = sets
+    s = split_of(sets, k=3)
+    dev = development_split(s, train, n_anomalies=50, seed=0)
+    idx = decode_index(dev.X_test)
+    assert (idx < 1000).all()  # no test image (those are encoded from 1000 on)
+    assert dev.y_test.tolist() == [0] * 5 + [1] * 50
+    np.testing.assert_array_equal(idx[:5], decode_index(s.X_val))
+    assert (train.labels.numpy()[idx[5:]] != 3).all()
+    assert torch.equal(dev.X_train, s.X_train)  # training is unchanged
+    again = development_split(s, train, n_anomalies=50, seed=0)
+    assert torch.equal(again.X_test, dev.X_test)
+    assert "development" in dev.info["evaluated_on"]
