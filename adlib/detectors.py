@@ -77,6 +77,9 @@ class BaseDetector:
     notebook: str = ""
     #: how the protocol turns images into this method's input
     preprocess = Preprocess()
+    #: how ``fit`` sets ``threshold_``: "quantile" of the training scores (``contamination``),
+    #: or "fixed" by the method (G2D's alpha = 0.5 on a probability)
+    threshold_rule: str = "quantile"
 
     def __init__(self, seed: int = 0, contamination: float = 0.1):
         self.seed = seed

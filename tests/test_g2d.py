@@ -1,0 +1,118 @@
+"""G2D: the WGAN-GP pieces, the generator-selection rule, and one tiny end-to-end fit."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from helpers import ramp_images
+
+from adlib.methods.g2d import (G2D, Critic, DetectorNet, IrregularityGenerator,
+                               gradient_penalty, loss_drops, select_generators)
+
+
+@pytest.mark.parametrize("side", [16, 28, 30, 32])
+def test_generator_critic_and_detector_shapes(side):
+    g = IrregularityGenerator(1, (side, side), z_dim=8)
+    x = g(torch.randn(5, 8))
+    assert x.shape == (5, 1, side, side) and x.min() >= -1 and x.max() <= 1
+    assert Critic(1, (side, side))(x).shape == (5,)
+    assert DetectorNet(1)(x).shape == (5, 2)
+    rgb = IrregularityGenerator(3, (side, side), z_dim=8)(torch.randn(2, 8))
+    assert rgb.shape == (2, 3, side, side) and Critic(3, (side, side))(rgb).shape == (2,)
+
+
+class LinearCritic(torch.nn.Module):
+    """C(x) = <w, x>: its gradient is w for every input."""
+
+    def __init__(self, w):
+        super().__init__()
+        self.w = w
+
+    def forward(self, x):
+        return (x * self.w).flatten(1).sum(1)
+
+
+def test_gradient_penalty_uses_the_norm_over_all_dimensions():
+    w = torch.zeros(1, 2, 3, 3)
+    w[0, 0, 0, 0], w[0, 1, 2, 2] = 3.0, 4.0  # ||w|| over all dims = 5
+    real, fake = torch.randn(4, 2, 3, 3), torch.randn(4, 2, 3, 3)
+    gp = gradient_penalty(LinearCritic(w), real, fake)
+    assert gp.item() == pytest.approx((5.0 - 1.0) ** 2)
+    # the channel-only norm of the widely copied version would give a different number
+    channel_only = ((w.norm(2, dim=1) - 1) ** 2).mean().item()
+    assert channel_only != pytest.approx(gp.item())
+
+
+def test_gradient_penalty_is_zero_for_a_unit_gradient_and_differentiable():
+    w = torch.zeros(1, 1, 2, 2)
+    w[0, 0, 1, 1] = 1.0
+    w.requires_grad_(True)
+    gp = gradient_penalty(LinearCritic(w), torch.rand(3, 1, 2, 2), torch.rand(3, 1, 2, 2))
+    assert gp.item() == pytest.approx(0.0, abs=1e-10)
+    gp.backward()  # create_graph=True lets the penalty train the critic
+    assert w.grad is not None
+
+
+def test_loss_drops_compare_epoch_i_with_i_plus_h():
+    np.testing.assert_allclose(loss_drops([10, 8, 7, 6.5, 6.4], h=2), [3, 1.5, 0.6])
+    with pytest.raises(ValueError, match="too few"):
+        loss_drops([1, 2, 3], h=5)
+
+
+def test_selection_rule_finds_the_three_regimes():
+    # rising while the critic learns (epochs 0-1), steep fall, slow fall, then flat
+    losses = [1, 4, 9, 7, 5, 3, 1.6, 1.45, 1.3, 1.2, 1.1, 1.05, 1.03, 1.02, 1.02, 1.02, 1.02]
+    sel = select_generators(losses, h=2, eps=(1.0, 0.1, 0.01))
+    drops = np.asarray(sel["drops"])
+    np.testing.assert_allclose(drops[:3], [1 - 9, 4 - 7, 9 - 5])
+    assert sel["regimes"][0] == "far" and sel["regimes"][1] == "far"  # before the peak
+    assert sel["regimes"][2] == "far"  # the largest drop
+    assert "boundary" in sel["regimes"] and sel["regimes"][-1] == "normal-looking"
+    assert sel["selected"] == [i for i, r in enumerate(sel["regimes"]) if r != "normal-looking"]
+    capped = select_generators(losses, h=2, k=3)["selected"]
+    assert len(capped) == 3 and capped[0] == 0 and capped[-1] == sel["selected"][-1]
+    with pytest.raises(ValueError, match="eps1 > eps2 > eps3"):
+        select_generators(losses, eps=(0.1, 1.0, 0.01))
+
+
+def tiny(**kwargs):
+    params = dict(gan_epochs=7, h=2, num_epochs=2, batch_size=16, gan_batch_size=16, z_dim=8,
+                  verbose=False, device="cpu", seed=0)
+    params.update(kwargs)
+    return G2D(**params)
+
+
+def test_tiny_fit_keeps_snapshots_selects_and_thresholds_at_alpha():
+    X = ramp_images(48, side=12) * 2 - 1
+    det = tiny().fit(X[:40], X[40:])
+    assert len(det.snapshots_) == len(det.gan_history_) == 7
+    assert all(np.isfinite(r["L_I"]) and r["gp"] >= 0 for r in det.gan_history_)
+    assert det.selection_["selected"] and len(det.selection_["drops"]) == 5
+    assert det.irregular_.shape[1:] == (1, 12, 12) and len(det.irregular_) >= 40
+    assert det.generate(0, 5).shape == (5, 1, 12, 12)
+    scores = det.score(X)
+    assert ((scores >= 0) & (scores <= 1)).all()
+    assert det.threshold_ == 0.5
+    np.testing.assert_array_equal(det.predict(X), (scores >= 0.5).astype(int))
+    assert all("val_metric" in r for r in det.history_)
+
+
+def test_samples_per_generator_and_k_set_the_pool_size():
+    X = ramp_images(40, side=12)
+    det = tiny(k=2, samples_per_generator=5).fit(X)
+    assert len(det.irregular_) == 10 and len(det.selection_["selected"]) <= 2
+
+
+@pytest.mark.parametrize("params, match", [
+    ({"gan_epochs": 2, "h": 5}, "must exceed h"),
+    ({"alpha": 1.5}, "alpha"),
+    ({"k": 0}, "k=0"),
+])
+def test_bad_parameters_raise(params, match):
+    with pytest.raises(ValueError, match=match):
+        tiny(**params).fit(ramp_images(20, side=12))
+
+
+def test_quick_mode_caps_the_gan_epochs():
+    det = tiny(gan_epochs=30, quick=True, quick_gan_epochs=6).fit(ramp_images(24, side=12))
+    assert len(det.snapshots_) == 6 and det.epochs_run_ <= G2D.quick_epochs
