@@ -31,7 +31,8 @@ from tqdm.auto import tqdm
 from . import __version__
 from .data import DATASETS, DataError, load_dataset
 from .metrics import evaluate
-from .protocols import development_split, one_class, resolve_classes
+from .metrics import f1_at_threshold
+from .protocols import development_split, one_class, outlier_ratio_indices, resolve_classes
 from .registry import available_detectors, detector_class, get_detector
 from .results import append_row, load_results, per_class_table, read_rows, run_key
 from .video import (VIDEO_DATASETS, frame_metrics, frame_scores, load_ucsd, score_clips,
@@ -86,8 +87,14 @@ def _jsonable(value):
     return value if isinstance(value, (int, float, str, bool, type(None), dict)) else repr(value)
 
 
-def run_one(method: str, split, seed: int, params: dict, quick: bool, verbose: bool) -> dict:
-    """Fit ``method`` on ``split`` with ``seed``; return the metrics and timings."""
+def run_one(method: str, split, seed: int, params: dict, quick: bool, verbose: bool,
+            outlier_ratios=()) -> dict:
+    """Fit ``method`` on ``split`` with ``seed``; return the metrics and timings.
+
+    ``outlier_ratios`` (G2D section 4.2) also evaluates the same scores on test subsets whose
+    anomalies make each given share (:func:`adlib.protocols.outlier_ratio_indices`), with the F1
+    of ``predict`` (the detector's own threshold), under ``by_outlier_ratio``.
+    """
     detector = get_detector(method, seed=seed, **params)
     if "quick" in detector.get_params():
         detector.set_params(quick=quick)
@@ -108,6 +115,18 @@ def run_one(method: str, split, seed: int, params: dict, quick: bool, verbose: b
             out[attr.rstrip("_")] = int(getattr(detector, attr))
     if hasattr(detector, "history_"):
         out["history"] = detector.history_
+    out["f1"] = f1_at_threshold(split.y_test, scores, detector.threshold_)
+    if outlier_ratios:
+        out["by_outlier_ratio"] = {}
+        for ratio in outlier_ratios:
+            idx = outlier_ratio_indices(split.y_test, ratio, seed)
+            out["by_outlier_ratio"][str(ratio)] = {
+                **evaluate(split.y_test[idx], scores[idx]),
+                "f1": f1_at_threshold(split.y_test[idx], scores[idx], detector.threshold_),
+                "n_test": int(len(idx))}
+    if hasattr(detector, "gan_history_"):  # G2D: the GAN's loss curve and the chosen epochs
+        out["gan_history"] = detector.gan_history_
+        out["generator_selection"] = detector.selection_
     if all_scores is not None:  # methods with several scores report each of them
         out["all_scores"] = {name: evaluate(split.y_test, values)
                              for name, values in all_scores.items()}
@@ -121,7 +140,7 @@ def run_grid(method: str, dataset: str, classes="all", seeds=(0,), *, quick: boo
              params: dict | None = None, variant: str = "default", out: str | None = None,
              max_train: int | None = None, max_test: int | None = None, root=None,
              verify: bool = True, verbose: bool = True, protocol: dict | None = None,
-             dev: bool = False) -> Path:
+             dev: bool = False, outlier_ratios=()) -> Path:
     """Run the (class x seed) grid, appending one row per finished run to ``out``.
 
     ``verify=False`` skips the tree-digest check (for data that is not a published copy). A video
@@ -158,7 +177,7 @@ def run_grid(method: str, dataset: str, classes="all", seeds=(0,), *, quick: boo
                           max_test=max_test, train_set=train, test_set=test)
         if dev:
             split = development_split(split, train, seed=s, preprocess=cls.preprocess)
-        result = run_one(cls.name, split, s, params, quick, verbose)
+        result = run_one(cls.name, split, s, params, quick, verbose, outlier_ratios)
         row = {"key": run_key(cls.name, dataset, c, s, variant, quick), "method": cls.name,
                "dataset": dataset, "normal_class": c, "class_name": train.classes[c], "seed": s,
                "variant": variant, "quick": quick, **result, "protocol": split.info,
@@ -277,6 +296,8 @@ def main(argv=None) -> int:
     b.add_argument("--epochs", type=int, help="override the method's epoch budget")
     b.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="detector parameters")
     b.add_argument("--variant", default="default", help="name of this configuration")
+    b.add_argument("--outlier-ratios", nargs="+", type=float, default=[],
+                   help="also evaluate on test subsets with these anomaly shares (G2D: 0.1 .. 0.5)")
     b.add_argument("--dev", action="store_true",
                    help="evaluate on a development split of training images, not on the test "
                         "split (to choose hyperparameters without test labels)")
@@ -314,5 +335,6 @@ def main(argv=None) -> int:
     run_grid(args.method, args.dataset, classes, args.seeds, quick=args.quick, params=params,
              variant=args.variant, out=args.out, max_train=args.max_train,
              max_test=args.max_test, root=args.data_root, verbose=not args.quiet,
-             protocol=_parse_set(args.protocol), dev=args.dev)
+             protocol=_parse_set(args.protocol), dev=args.dev,
+             outlier_ratios=args.outlier_ratios)
     return 0

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from .data import DataError, ImageSet, load_dataset
 
 __all__ = ["Preprocess", "OneClassSplit", "one_class", "contaminated", "outlier_ratio_test",
-           "development_split", "resolve_classes"]
+           "outlier_ratio_indices", "development_split", "resolve_classes"]
 
 
 @dataclass(frozen=True)
@@ -218,23 +218,31 @@ def contaminated(dataset: str, normal_class: int, outlier_ratio: float, seed: in
     return split
 
 
+def outlier_ratio_indices(y_test: np.ndarray, ratio: float, seed: int = 0) -> np.ndarray:
+    """Indices of a test subset where anomalies (``y_test == 1``) make ``ratio`` of it.
+
+    All normals are kept; anomalies are drawn without replacement, seeded.
+    """
+    if not 0 < ratio < 1:
+        raise ValueError(f"ratio={ratio} must lie in (0, 1)")
+    rng = np.random.default_rng(seed)
+    normals = np.flatnonzero(y_test == 0)
+    anomalies = np.flatnonzero(y_test == 1)
+    n_anom = int(round(ratio * len(normals) / (1 - ratio)))
+    if n_anom > len(anomalies):
+        raise DataError(f"only {len(anomalies)} test anomalies for ratio {ratio}")
+    return np.sort(np.concatenate([normals, rng.choice(anomalies, n_anom, replace=False)]))
+
+
 def outlier_ratio_test(split: OneClassSplit, ratio: float, seed: int = 0) -> OneClassSplit:
     """Subsample the test anomalies of ``split`` so that they make ``ratio`` of the test set.
 
     All test normals are kept; anomalies are drawn (seeded) from the other classes
     (G2D section 4.2 uses 10% to 50%).
     """
-    if not 0 < ratio < 1:
-        raise ValueError(f"ratio={ratio} must lie in (0, 1)")
-    rng = np.random.default_rng(seed)
-    normals = np.flatnonzero(split.y_test == 0)
-    anomalies = np.flatnonzero(split.y_test == 1)
-    n_anom = int(round(ratio * len(normals) / (1 - ratio)))
-    if n_anom > len(anomalies):
-        raise DataError(f"only {len(anomalies)} test anomalies for ratio {ratio}")
-    keep = np.sort(np.concatenate([normals, rng.choice(anomalies, n_anom, replace=False)]))
+    keep = outlier_ratio_indices(split.y_test, ratio, seed)
     info = dict(split.info, test_outlier_ratio=ratio, n_test=len(keep),
-                n_test_anomalies=n_anom)
+                n_test_anomalies=int(split.y_test[keep].sum()))
     return OneClassSplit(split.X_train, split.X_val, split.X_test[keep], split.y_test[keep],
                          split.normal_class, split.classes, split.test_classes[keep],
                          split.y_train, info)

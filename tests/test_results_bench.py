@@ -212,3 +212,22 @@ def test_main_table(tmp_path, capsys):
 def test_main_requires_a_command():
     with pytest.raises(SystemExit):
         main([])
+
+
+def test_run_grid_outlier_ratios_and_dev_split(bench_mnist, tmp_path, monkeypatch):
+    monkeypatch.delitem(data.TREE_DIGESTS, "MNIST")
+    out = tmp_path / "r.jsonl"
+    kwargs = dict(params={"n_estimators": 10}, out=out, root=bench_mnist.root, verbose=False)
+    # 4 test normals: 1 anomaly makes 20%, 3 make about 43%
+    run_grid("isolation_forest", "mnist", [0], (0,), outlier_ratios=(0.2, 0.43), **kwargs)
+    row = read_rows(out)[0]
+    assert sorted(row["by_outlier_ratio"]) == ["0.2", "0.43"]
+    assert row["by_outlier_ratio"]["0.2"]["n_test"] == 5
+    assert row["by_outlier_ratio"]["0.43"]["n_test"] == 7
+    assert 0 <= row["f1"] <= 1 and "f1" in row["by_outlier_ratio"]["0.2"]
+    # the development split evaluates on training images only, under its own variant
+    run_grid("isolation_forest", "mnist", [0], (0,), dev=True, **kwargs)
+    dev = read_rows(out)[1]
+    assert dev["variant"] == "default+dev"
+    assert "development" in dev["protocol"]["evaluated_on"]
+    assert dev["protocol"]["n_test"] == dev["protocol"]["n_val"] + 54  # all 54 other digits
