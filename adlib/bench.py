@@ -32,7 +32,8 @@ from . import __version__
 from .data import DATASETS, DataError, load_dataset
 from .metrics import evaluate
 from .metrics import f1_at_threshold
-from .protocols import development_split, one_class, outlier_ratio_indices, resolve_classes
+from .protocols import (anomaly_class, development_split, one_class, outlier_ratio_indices,
+                        resolve_classes)
 from .registry import available_detectors, detector_class, get_detector
 from .results import append_row, load_results, per_class_table, read_rows, run_key
 from .video import (VIDEO_DATASETS, frame_metrics, frame_scores, load_ucsd, score_clips,
@@ -100,7 +101,10 @@ def run_one(method: str, split, seed: int, params: dict, quick: bool, verbose: b
         detector.set_params(quick=quick)
     if "verbose" in detector.get_params():
         detector.set_params(verbose=verbose)
-    detector.fit(split.X_train, split.X_val)
+    if detector.learning_type == "few_shot":  # labelled anomalies of the protocol, if any
+        detector.fit(split.X_train, split.X_val, split.X_anomalies)
+    else:
+        detector.fit(split.X_train, split.X_val)
     started = time.perf_counter()
     # a detector with several scores (ALPS) computes them all at once; score() is the selected one
     all_scores = detector.score_all(split.X_test) if hasattr(detector, "score_all") else None
@@ -146,7 +150,10 @@ def run_grid(method: str, dataset: str, classes="all", seeds=(0,), *, quick: boo
     ``verify=False`` skips the tree-digest check (for data that is not a published copy). A video
     dataset (:data:`adlib.video.VIDEO_DATASETS`) runs the patch protocol instead, one row per
     seed (see :func:`run_video`); ``protocol`` then holds options of
-    :func:`adlib.video.ucsd_patches` (for example ``{"stride": 25}``). ``dev=True`` evaluates on
+    :func:`adlib.video.ucsd_patches` (for example ``{"stride": 25}``). A few-shot method
+    (ADNL) runs :func:`adlib.protocols.anomaly_class` with each class as *the anomaly*;
+    ``protocol`` then holds its options (``n_labelled``, ``test_anomaly``). Non-default protocol
+    options are folded into the variant's name. ``dev=True`` evaluates on
     :func:`adlib.protocols.development_split` (training images only) instead of the test split,
     for choosing hyperparameters without test labels; its rows carry the variant ``<name>+dev``.
     """
@@ -158,8 +165,12 @@ def run_grid(method: str, dataset: str, classes="all", seeds=(0,), *, quick: boo
         return run_video(method, dataset, seeds, quick=quick, params=params, variant=variant,
                          out=out, max_train=max_train, root=root, verify=verify,
                          verbose=verbose, protocol=protocol)
+    few_shot = cls.learning_type == "few_shot"
+    if protocol and not few_shot:
+        raise ValueError(f"protocol options {sorted(protocol)} apply to video datasets and "
+                         "few-shot methods only")
     if protocol:
-        raise ValueError(f"protocol options {sorted(protocol)} apply to video datasets only")
+        variant = variant + "+" + ",".join(f"{k}={v}" for k, v in sorted(protocol.items()))
     if dev:
         variant = f"{variant}+dev"
     train = load_dataset(dataset, "train", root=root, verify=verify)
@@ -173,8 +184,14 @@ def run_grid(method: str, dataset: str, classes="all", seeds=(0,), *, quick: boo
     base = provenance()
     for c, s in tqdm(todo, desc=f"{cls.name}/{dataset}", unit="run", disable=not verbose):
         wall = time.perf_counter()
-        split = one_class(dataset, c, seed=s, preprocess=cls.preprocess, max_train=max_train,
-                          max_test=max_test, train_set=train, test_set=test)
+        if few_shot:  # ADNL's protocol: class c is the anomaly, a few of it labelled
+            split = anomaly_class(dataset, c, seed=s, preprocess=cls.preprocess,
+                                  max_train=max_train, max_test=max_test, train_set=train,
+                                  test_set=test, **protocol)
+        else:
+            split = one_class(dataset, c, seed=s, preprocess=cls.preprocess,
+                              max_train=max_train, max_test=max_test, train_set=train,
+                              test_set=test)
         if dev:
             split = development_split(split, train, seed=s, preprocess=cls.preprocess)
         result = run_one(cls.name, split, s, params, quick, verbose, outlier_ratios)

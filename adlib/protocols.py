@@ -7,6 +7,8 @@
   from the other classes' training images (G2D, IWAD); the validation split stays clean.
 * :func:`development_split` -- for choosing a method's hyperparameters without test labels:
   the split's test set is replaced by its held-out normals and other classes' *training* images.
+* :func:`anomaly_class` -- ADNL's protocol (section 4.4): one class is the anomaly, the rest
+  are normal; train and test pooled and re-split 8:2; a few labelled anomalies for training.
 * :func:`outlier_ratio_test` -- a test set whose anomalies make a chosen share of it (G2D's MNIST
   protocol, section 4.2).
 
@@ -24,7 +26,7 @@ import torch.nn.functional as F
 from .data import DataError, ImageSet, load_dataset
 
 __all__ = ["Preprocess", "OneClassSplit", "one_class", "contaminated", "outlier_ratio_test",
-           "outlier_ratio_indices", "development_split", "resolve_classes"]
+           "outlier_ratio_indices", "development_split", "anomaly_class", "resolve_classes"]
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,8 @@ class OneClassSplit:
     test_classes: np.ndarray
     y_train: np.ndarray = None
     info: dict = field(default_factory=dict)
+    #: labelled anomalies a few-shot method may train on (:func:`anomaly_class`); else None
+    X_anomalies: torch.Tensor | None = None
 
 
 def resolve_classes(classes, num_classes: int = 10) -> list[int]:
@@ -246,3 +250,74 @@ def outlier_ratio_test(split: OneClassSplit, ratio: float, seed: int = 0) -> One
     return OneClassSplit(split.X_train, split.X_val, split.X_test[keep], split.y_test[keep],
                          split.normal_class, split.classes, split.test_classes[keep],
                          split.y_train, info)
+
+
+def anomaly_class(dataset: str, anomaly: int, seed: int = 0, *, n_labelled: int | None = 100,
+                  test_anomaly: int | None = None, train_share: float = 0.8,
+                  val_size: float = 0.1, preprocess: Preprocess = Preprocess(),
+                  max_train: int | None = None, max_test: int | None = None, root=None,
+                  verify: bool = True, train_set: ImageSet | None = None,
+                  test_set: ImageSet | None = None) -> OneClassSplit:
+    """ADNL's protocol (section 4.4): class ``anomaly`` is abnormal, every other class normal.
+
+    The dataset's train and test splits are pooled and re-split ``train_share`` : rest (8:2),
+    stratified by class and seeded. Training normals are the normal classes' training part (a
+    share ``val_size`` held out for validation); ``X_anomalies`` holds ``n_labelled`` training
+    images of the anomaly class (``None``: all of them; 0: none, the unsupervised baseline).
+    The test set is the held-out part of the normal classes and of the test anomaly class.
+
+    ``test_anomaly`` tests on *another* class than the one learned from (the unseen-anomaly
+    question the paper raises): that class then leaves the normal data too, and
+    ``info["test_anomaly"]`` says so. ``normal_class`` of the split holds the anomaly class.
+    """
+    train = train_set if train_set is not None else _load(dataset, "train", root, verify)
+    test = test_set if test_set is not None else _load(dataset, "test", root, verify)
+    n_classes = len(train.classes)
+    (anomaly,) = resolve_classes([anomaly], n_classes)
+    unseen = anomaly if test_anomaly is None else resolve_classes([test_anomaly], n_classes)[0]
+    if not 0 < train_share < 1:
+        raise ValueError(f"train_share={train_share} must lie in (0, 1)")
+    images = torch.cat([train.images, test.images])
+    labels = np.concatenate([train.labels.numpy(), test.labels.numpy()])
+    rng = np.random.default_rng(seed)
+    train_idx, test_idx = [], []
+    for c in range(n_classes):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        cut = int(round(train_share * len(idx)))
+        train_idx.append(idx[:cut])
+        test_idx.append(idx[cut:])
+    abnormal = {anomaly, unseen}
+    normal_train = np.concatenate([t for c, t in enumerate(train_idx) if c not in abnormal])
+    if len(normal_train) == 0:
+        raise DataError("no normal training image: the dataset needs a class besides "
+                        f"{sorted(abnormal)}")
+    normal_train = rng.permutation(normal_train)
+    n_val = int(round(val_size * len(normal_train)))
+    val, fit = np.sort(normal_train[:n_val]), np.sort(normal_train[n_val:])
+    fit = _subsample(fit, max_train, rng)
+    pool = train_idx[anomaly]
+    if n_labelled is not None and n_labelled > len(pool):
+        raise DataError(f"n_labelled={n_labelled} but class {anomaly} has only {len(pool)} "
+                        "training images")
+    labelled = np.sort(pool if n_labelled is None else rng.permutation(pool)[:n_labelled])
+    test_all = np.sort(np.concatenate([t for c, t in enumerate(test_idx)
+                                       if c not in abnormal or c == unseen]))
+    y_all = (labels[test_all] == unseen).astype(np.int64)
+    if max_test is not None and max_test < len(test_all):
+        n_anom = min(max(int(round(max_test * y_all.mean())), 1), max_test - 1)
+        keep = np.sort(np.concatenate([
+            _subsample(np.flatnonzero(y_all == 0), max_test - n_anom, rng),
+            _subsample(np.flatnonzero(y_all == 1), n_anom, rng)]))
+        test_all, y_all = test_all[keep], y_all[keep]
+    info = {"dataset": dataset if isinstance(dataset, str) else "custom",
+            "protocol": "anomaly_class", "anomaly_class": anomaly, "test_anomaly": unseen,
+            "seed": seed, "train_share": train_share, "n_train": len(fit), "n_val": len(val),
+            "n_labelled": len(labelled), "n_test": len(test_all),
+            "n_test_anomalies": int(y_all.sum()), "preprocess": asdict(preprocess),
+            "source": train.source}
+    return OneClassSplit(
+        X_train=preprocess(images[fit]), X_val=preprocess(images[val]),
+        X_test=preprocess(images[test_all]), y_test=y_all, normal_class=anomaly,
+        classes=list(train.classes), test_classes=labels[test_all],
+        y_train=np.zeros(len(fit), dtype=np.int64), info=info,
+        X_anomalies=preprocess(images[labelled]) if len(labelled) else None)

@@ -231,3 +231,20 @@ def test_run_grid_outlier_ratios_and_dev_split(bench_mnist, tmp_path, monkeypatc
     assert dev["variant"] == "default+dev"
     assert "development" in dev["protocol"]["evaluated_on"]
     assert dev["protocol"]["n_test"] == dev["protocol"]["n_val"] + 54  # all 54 other digits
+
+
+def test_run_grid_few_shot_method_uses_the_anomaly_class_protocol(bench_mnist, tmp_path,
+                                                                   monkeypatch):
+    monkeypatch.delitem(data.TREE_DIGESTS, "MNIST")
+    out = tmp_path / "adnl.jsonl"
+    params = {"num_epochs": 1, "batch_size": 16, "widths": (4, 4, 8), "latent_dim": 2}
+    run_grid("adnl", "mnist", [2], (0,), params=params, out=out, root=bench_mnist.root,
+             verbose=False, protocol={"n_labelled": 3})
+    row = read_rows(out)[0]
+    assert row["variant"] == "default+n_labelled=3"
+    assert row["protocol"]["protocol"] == "anomaly_class"
+    assert row["protocol"]["anomaly_class"] == 2 and row["protocol"]["n_labelled"] == 3
+    assert "negative" in row["history"][0]
+    with pytest.raises(ValueError, match="few-shot"):
+        run_grid("isolation_forest", "mnist", [0], protocol={"n_labelled": 3},
+                 root=bench_mnist.root, out=tmp_path / "x.jsonl", verbose=False)

@@ -1,0 +1,106 @@
+"""ADNL: the AAE's shapes, the negative losses, one tiny training run, and its protocol."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from helpers import ramp_images
+
+from adlib.data import DataError
+from adlib.methods.adnl import ADNL, AAE, negative_loss
+from adlib.protocols import anomaly_class
+from conftest import decode_index, encoded_image_set
+
+
+@pytest.mark.parametrize("side, channels", [(28, 1), (32, 1), (32, 3), (64, 3)])
+def test_aae_shapes(side, channels):
+    net = AAE(channels, (side, side), 16, (8, 16, 32)).eval()
+    x = torch.rand(3, channels, side, side) * 2 - 1
+    assert net.encoder(x).shape == (3, 16)
+    out = net(x)
+    assert out.shape == x.shape and out.min() >= -1 and out.max() <= 1
+    assert net.discriminator(torch.randn(5, 16)).shape == (5,)
+
+
+def test_negative_losses():
+    x = torch.zeros(2, 1, 2, 2)
+    r = torch.full((2, 1, 2, 2), 0.5)
+    assert negative_loss(r, x, "naive").item() == pytest.approx(-0.25)
+    assert negative_loss(r, x, "scaled").item() == pytest.approx(np.exp(-0.25))
+    assert negative_loss(x, x, "scaled").item() == pytest.approx(1.0)  # perfect = worst
+    with pytest.raises(ValueError, match="naive"):
+        negative_loss(r, x, "huge")
+
+
+def tiny(**kwargs):
+    params = dict(num_epochs=3, batch_size=16, latent_dim=4, widths=(8, 8, 16), verbose=False,
+                  device="cpu", seed=0, lr=2e-3)
+    params.update(kwargs)
+    return ADNL(**params)
+
+
+def test_negative_learning_raises_the_error_of_the_labelled_kind():
+    normals = ramp_images(64, side=16) * 2 - 1
+    anomalies = torch.flip(normals, dims=[2])  # upside-down ramps
+    plain = tiny().fit(normals[:48], normals[48:])
+    negative = tiny().fit(normals[:48], normals[48:], X_anomalies=anomalies[:16],
+                          X_val_anomalies=anomalies[16:32])
+    assert "negative" in negative.history_[0] and "negative" not in plain.history_[0]
+    assert all("val_auroc" in r for r in negative.history_)
+    test_anom = anomalies[32:]
+    gap = lambda d: d.score(test_anom).mean() - d.score(normals[48:]).mean()  # noqa: E731
+    assert gap(negative) > gap(plain)
+
+
+def test_scaled_loss_and_weight_train_and_bad_options_raise():
+    normals = ramp_images(32, side=16) * 2 - 1
+    det = tiny(num_epochs=1, negative="scaled", anomaly_weight=10).fit(
+        normals, X_anomalies=-normals[:8])
+    assert np.isfinite(det.history_[0]["negative"])
+    with pytest.raises(ValueError, match="negative="):
+        tiny(negative="odd").fit(normals)
+    with pytest.raises(ValueError, match="anomaly_weight"):
+        tiny(anomaly_weight=-1).fit(normals)
+
+
+def test_same_seed_same_scores():
+    normals = ramp_images(32, side=16) * 2 - 1
+    a = tiny(num_epochs=1).fit(normals, X_anomalies=-normals[:4]).score(normals)
+    b = tiny(num_epochs=1).fit(normals, X_anomalies=-normals[:4]).score(normals)
+    np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+# --------------------------------------------------------------------------- the protocol
+
+@pytest.fixture
+def sets():
+    return encoded_image_set(200), encoded_image_set(100, offset=1000)
+
+
+def test_anomaly_class_pools_and_resplits_8_to_2(sets):
+    train, test = sets
+    s = anomaly_class("custom", 3, seed=0, n_labelled=5, train_set=train, test_set=test)
+    labels = np.r_[train.labels.numpy(), test.labels.numpy()]
+    code = lambda x: np.where(decode_index(x) >= 1000, decode_index(x) - 1000 + 200,  # noqa: E731
+                              decode_index(x))
+    tr, va, te, an = code(s.X_train), code(s.X_val), code(s.X_test), code(s.X_anomalies)
+    assert (labels[tr] != 3).all() and (labels[va] != 3).all()  # normals only
+    assert (labels[an] == 3).all() and len(an) == 5
+    assert not set(tr) & set(te) and not set(an) & set(te) and not set(va) & set(tr)
+    assert len(tr) + len(va) + len(te) + 30 - 6 == 300  # 24 of the 30 threes are training
+    np.testing.assert_array_equal(s.y_test, (labels[te] == 3).astype(int))
+    assert s.y_test.sum() == 6 and s.info["n_labelled"] == 5
+
+
+def test_anomaly_class_unsupervised_and_unseen_anomaly(sets):
+    train, test = sets
+    s = anomaly_class("custom", 3, n_labelled=0, train_set=train, test_set=test)
+    assert s.X_anomalies is None
+    u = anomaly_class("custom", 3, n_labelled=None, test_anomaly=5, train_set=train,
+                      test_set=test)
+    assert len(u.X_anomalies) == 24 and u.info["test_anomaly"] == 5
+    assert set(u.test_classes[u.y_test == 1]) == {5} and 3 not in set(u.test_classes)
+    with pytest.raises(DataError, match="only 24"):
+        anomaly_class("custom", 3, n_labelled=25, train_set=train, test_set=test)
+    with pytest.raises(DataError, match="unknown class"):
+        anomaly_class("custom", 12, train_set=train, test_set=test)
