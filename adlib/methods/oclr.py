@@ -1,0 +1,250 @@
+"""OCLR: an adversarial dual autoencoder with a one-class latent regularizer.
+
+Paper: Chen et al., "Anomaly Detection by One Class Latent Regularized Networks" (2020).
+Notebook: ``notebooks/02_oclr.py``.
+
+Four components (section 2.1): a generator ``G`` (encoder ``G_e``, decoder ``G_d``) that
+reconstructs the input; a discriminator ``D`` telling inputs from reconstructions; an auxiliary
+autoencoder ``D'`` of ``G``'s architecture with its own weights, acting as a second, BEGAN-style
+discriminator; and a latent regularizer pulling ``G_e``'s codes towards a centre ``c``, the mean
+code of an initial forward pass over the training data (coordinates nearer zero than ``eps``
+are pushed to ``+-eps``, as in Deep SVDD, so that a trivial all-zero code cannot sit on ``c``).
+
+The loss (eq. 1) ``w_i L_irec + w_a L_adv + w_z L_zrec + w_c L_c + w_d L_dual`` with ``w_i = 1,
+w_a = 5, w_z = 1, w_c = 0.05, w_d = 1`` and ``k = 0.4`` (section 3.1):
+
+* ``L_irec = ||x - G(x)||_1`` (eq. 3); ``L_c = mean ||G_e(x) - c||^2`` (eq. 4);
+* ``L_zrec = ||G_e(x) - G'_e(G(x))||_2`` (eq. 5), ``G'_e`` being ``D'``'s encoder;
+* ``L_adv`` (eq. 2): ``D`` maximises ``log D(x) + log(1 - D(G(x)))``; ``G`` minimises the
+  non-saturating ``-log D(G(x))``;
+* ``L_dual = ||x - D'(x)||_1 - k ||G(x) - D'(G(x))||_1`` (eqs. 6-8) is minimised by ``D'``
+  (reconstruct inputs, fail on reconstructions); as in BEGAN, ``G`` in turn minimises
+  ``||G(x) - D'(G(x))||_1``, making reconstructions that ``D'`` reconstructs well.
+
+Players alternate per batch: ``D``, then ``D'``, then ``G``. Every weight can be set to 0 (the
+ablation of Table 1). Score (section 3.1): the reconstruction error of ``D'(G(x))`` against
+``x``, the mean absolute error per image (the training loss's norm).
+
+Choices the paper leaves open, and what we chose (named in the notebook too): DCGAN-style
+networks at 32 x 32 (MNIST resized from 28, CIFAR-10 as is): encoder of three 4x4 stride-2
+convolutions (32, 64, 128; batch normalisation except on the first, leaky ReLU) and a linear
+layer to the code (``latent_dim`` = 64); decoder mirrors it with transposed convolutions and a
+tanh (inputs in [-1, 1]); ``D`` is the encoder's layout with one output. Adam (lr 2e-4, betas
+0.5, 0.999), batch 64, 15 epochs. ``k`` stays 0.4 (BEGAN adapts it; the paper fixes it). The
+epoch kept is the one with the lowest score on held-out normals (no anomaly is seen).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..detectors import BaseDeepDetector
+from ..protocols import Preprocess
+from ..registry import register
+from ..training import check_finite
+
+__all__ = ["DCEncoder", "DCDecoder", "OCLRNet", "latent_center", "OCLR"]
+
+#: The loss terms of eq. 1, in the order of the weights.
+TERMS = ("irec", "adv", "zrec", "c", "dual")
+
+
+class DCEncoder(nn.Module):
+    """Three 4x4 stride-2 convolutions and a linear layer: ``C x 32 x 32`` to ``out_dim``."""
+
+    def __init__(self, in_channels: int = 1, out_dim: int = 64, widths: tuple = (32, 64, 128),
+                 size: int = 32):
+        super().__init__()
+        layers, c = [], in_channels
+        for i, w in enumerate(widths):
+            layers += [nn.Conv2d(c, w, 4, 2, 1)]
+            layers += [nn.BatchNorm2d(w)] if i else []
+            layers += [nn.LeakyReLU(0.2)]
+            c = w
+        self.features = nn.Sequential(*layers, nn.Flatten())
+        self.out = nn.Linear(c * (size // 8) ** 2, out_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.features(x))
+
+
+class DCDecoder(nn.Module):
+    """A linear layer and three 4x4 stride-2 transposed convolutions to ``C x 32 x 32``, tanh."""
+
+    def __init__(self, out_channels: int = 1, latent_dim: int = 64,
+                 widths: tuple = (32, 64, 128), size: int = 32):
+        super().__init__()
+        w0, w1, w2 = widths
+        s = size // 8
+        self.net = nn.Sequential(
+            nn.Linear(latent_dim, w2 * s * s), nn.ReLU(), nn.Unflatten(1, (w2, s, s)),
+            nn.ConvTranspose2d(w2, w1, 4, 2, 1), nn.BatchNorm2d(w1), nn.ReLU(),
+            nn.ConvTranspose2d(w1, w0, 4, 2, 1), nn.BatchNorm2d(w0), nn.ReLU(),
+            nn.ConvTranspose2d(w0, out_channels, 4, 2, 1), nn.Tanh())
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)
+
+
+class _AE(nn.Module):
+    def __init__(self, channels, latent_dim, widths, size):
+        super().__init__()
+        self.encoder = DCEncoder(channels, latent_dim, widths, size)
+        self.decoder = DCDecoder(channels, latent_dim, widths, size)
+
+    def forward(self, x):
+        return self.decoder(self.encoder(x))
+
+
+class OCLRNet(nn.Module):
+    """``generator`` (G), ``discriminator`` (D), ``auxiliary`` (D') and the centre buffer."""
+
+    def __init__(self, channels: int = 1, latent_dim: int = 64, widths: tuple = (32, 64, 128),
+                 size: int = 32):
+        super().__init__()
+        self.generator = _AE(channels, latent_dim, widths, size)
+        self.auxiliary = _AE(channels, latent_dim, widths, size)
+        self.discriminator = DCEncoder(channels, 1, widths, size)
+        self.register_buffer("center", torch.zeros(latent_dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``D'(G(x))``: the image the score compares with ``x``."""
+        return self.auxiliary(self.generator(x))
+
+
+def latent_center(encoder: nn.Module, batches, eps: float = 0.1) -> torch.Tensor:
+    """Mean code of an initial forward pass; coordinates within ``eps`` of 0 moved to ``+-eps``
+    (Deep SVDD's guard against the trivial solution)."""
+    with torch.no_grad():
+        codes = torch.cat([encoder(b) for b in batches])
+    c = codes.mean(0)
+    near = c.abs() < eps
+    c[near & (c < 0)] = -eps
+    c[near & (c >= 0)] = eps
+    return c
+
+
+def _l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-image mean absolute error, ``N``."""
+    return (a - b).abs().flatten(1).mean(1)
+
+
+@register("oclr")
+class OCLR(BaseDeepDetector):
+    """OCLR (see the module docstring).
+
+    Args:
+        w_irec, w_adv, w_zrec, w_c, w_dual: weights of eq. 1 (0 switches a term off).
+        k: weight of the generated-input term of the dual loss (eq. 8).
+        latent_dim, widths: code size and convolution widths.
+        center_eps: Deep SVDD's guard for the centre's near-zero coordinates.
+        Other arguments: see :class:`adlib.detectors.BaseDeepDetector`.
+    """
+
+    default_epochs = {None: 15, "mnist": 15, "cifar10": 15}
+    quick_epochs = 2
+    validation_mode = "min"
+    notebook = "02_oclr"
+    preprocess = Preprocess(size=32, scale="pm1")
+
+    def __init__(self, w_irec: float = 1.0, w_adv: float = 5.0, w_zrec: float = 1.0,
+                 w_c: float = 0.05, w_dual: float = 1.0, k: float = 0.4, latent_dim: int = 64,
+                 widths: tuple = (32, 64, 128), center_eps: float = 0.1, **kwargs):
+        kwargs.setdefault("batch_size", 64)
+        kwargs.setdefault("lr", 2e-4)
+        super().__init__(**kwargs)
+        self.w_irec, self.w_adv, self.w_zrec, self.w_c, self.w_dual = (w_irec, w_adv, w_zrec,
+                                                                       w_c, w_dual)
+        self.k = k
+        self.latent_dim = latent_dim
+        self.widths = widths
+        self.center_eps = center_eps
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        weights = [self.w_irec, self.w_adv, self.w_zrec, self.w_c, self.w_dual]
+        if any(w < 0 for w in weights) or not any(weights):
+            raise ValueError(f"loss weights {dict(zip(TERMS, weights))} must be >= 0, not all 0")
+
+    def build_network(self, input_shape):
+        c, h, w = input_shape
+        if h != w or h % 8:
+            raise ValueError(f"OCLR's networks take square images with a side divisible by 8 "
+                             f"(got {h} x {w}): preprocess to 32 x 32")
+        return OCLRNet(c, int(self.latent_dim), tuple(self.widths), h)
+
+    def configure_optimizers(self, steps_per_epoch):
+        net, betas = self.network_, (0.5, 0.999)
+        self.d_optimizer_ = torch.optim.Adam(net.discriminator.parameters(), lr=self.lr,
+                                             betas=betas)
+        self.aux_optimizer_ = torch.optim.Adam(net.auxiliary.parameters(), lr=self.lr,
+                                               betas=betas)
+        return torch.optim.Adam(net.generator.parameters(), lr=self.lr, betas=betas), None
+
+    def setup(self, X_train, X_val):
+        """Fix the centre ``c`` from an initial forward pass over the training data."""
+        self.network_.eval()
+        self.network_.center.copy_(latent_center(self.network_.generator.encoder,
+                                                 self._batches(X_train, False), self.center_eps))
+        self.network_.train()
+
+    def _update(self, optimizer, loss, epoch, what) -> float:
+        check_finite(loss, epoch, what)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return float(loss.detach())
+
+    def training_step(self, batch, epoch):
+        """D, then D', then G on the same batch; every term of eq. 1 logged."""
+        net, out = self.network_, {}
+        g, aux, disc = net.generator, net.auxiliary, net.discriminator
+        ones = torch.ones(len(batch), device=batch.device)
+        if self.w_adv > 0:
+            with torch.no_grad():
+                fake = g(batch)
+            logits = torch.cat([disc(batch).squeeze(1), disc(fake).squeeze(1)])
+            target = torch.cat([ones, torch.zeros_like(ones)])
+            out["d_loss"] = self._update(self.d_optimizer_,
+                                         F.binary_cross_entropy_with_logits(logits, target),
+                                         epoch, "discriminator loss")
+        if self.w_dual > 0 or self.w_zrec > 0:
+            with torch.no_grad():
+                fake = g(batch)
+            girec = (batch - aux(batch)).abs().mean()
+            direc = (fake - aux(fake)).abs().mean()
+            out["dual"] = self._update(self.aux_optimizer_, girec - self.k * direc, epoch,
+                                       "dual autoencoder loss")
+        z = g.encoder(batch)
+        recon = g.decoder(z)
+        terms = {"irec": (batch - recon).abs().mean(),
+                 "c": (z - net.center).pow(2).sum(1).mean()}
+        if self.w_adv > 0:
+            terms["adv"] = F.binary_cross_entropy_with_logits(disc(recon).squeeze(1), ones)
+        if self.w_zrec > 0:
+            terms["zrec"] = (z - aux.encoder(recon)).norm(dim=1).mean()
+        if self.w_dual > 0:
+            terms["dual_g"] = (recon - aux(recon)).abs().mean()
+        weights = {"irec": self.w_irec, "adv": self.w_adv, "zrec": self.w_zrec, "c": self.w_c,
+                   "dual_g": self.w_dual}
+        loss = sum(weights[name] * value for name, value in terms.items())
+        out["g_loss"] = self._update(self.optimizer_, loss, epoch, "generator loss")
+        out.update({f"L_{name}": float(value.detach()) for name, value in terms.items()})
+        return out
+
+    def batch_scores(self, batch):
+        """``|x - D'(G(x))|`` averaged per image (section 3.1)."""
+        return _l1(self.network_(batch), batch)
+
+    def validation_metric(self, X_val):
+        """Mean score of held-out normals (lower is better; no anomaly is seen)."""
+        return float(self._scores_of(X_val).mean())
+
+    @torch.no_grad()
+    def latent(self, X) -> torch.Tensor:
+        """``G_e``'s codes of ``X`` (eval mode), for the latent-space figure."""
+        self._check_is_fitted()
+        self.network_.eval()
+        return torch.cat([self.network_.generator.encoder(b).cpu()
+                          for b in self._batches(torch.as_tensor(X), False)])
