@@ -38,7 +38,7 @@ import torch
 __all__ = [
     "DataError", "ImageSet", "DATASETS", "data_root", "cache_dir", "find_dataset",
     "tree_digest", "verify_tree", "load_dataset", "load_mnist", "load_fashion_mnist",
-    "load_cifar10", "load_usps",
+    "load_cifar10", "load_usps", "load_gtsrb", "GTSRB_STOP",
 ]
 
 MNIST_CLASSES = [str(d) for d in range(10)]
@@ -477,12 +477,64 @@ def load_usps(split: str = "train", root=None, download: bool = False,
     return ImageSet(images, labels, [str(d) for d in range(10)], source, {"digest": digest})
 
 
+# --------------------------------------------------------------------------- GTSRB
+
+#: GTSRB's class index of the stop sign (the normal class of OCLR's Table 2, after Deep SVDD).
+GTSRB_STOP = 14
+
+
+def _decode_gtsrb(root: Path, split: str, side: int):
+    import torchvision.datasets as tvd
+    from PIL import UnidentifiedImageError
+    try:
+        ds = tvd.GTSRB(str(root), split=split)
+    except RuntimeError as err:
+        raise DataError(f"GTSRB {split} split not found under {root / 'gtsrb'}: expected "
+                        "torchvision's layout (gtsrb/GTSRB/Training/00000/*.ppm, "
+                        "gtsrb/GTSRB/Final_Test/Images/*.ppm, gtsrb/GT-final_test.csv)") from err
+    images = torch.empty(len(ds), 3, side, side, dtype=torch.uint8)
+    labels = torch.empty(len(ds), dtype=torch.int64)
+    for i in range(len(ds)):
+        try:
+            img, label = ds[i]
+        except (UnidentifiedImageError, OSError) as err:
+            raise DataError(f"{ds._samples[i][0]} is not a readable image ({err}): the file is "
+                            "corrupt; restore it from the dataset's source") from err
+        img = img.resize((side, side), resample=3)  # bicubic, as torchvision's Resize default
+        images[i] = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)
+        labels[i] = label
+    return images, labels
+
+
+def load_gtsrb(split: str = "train", root=None, download: bool = False,
+               verify: bool = True, side: int = 32) -> ImageSet:
+    """GTSRB (43 traffic-sign classes) through torchvision's loader, resized to ``side``.
+
+    The photos vary in size (15 to 250 pixels); they are resized to ``side x side`` RGB once and
+    cached. The stop sign is class :data:`GTSRB_STOP` (14). Not in the offline data: tested on
+    generated files in torchvision's layout. ``verify`` is accepted for symmetry; there is no
+    published digest of a GTSRB copy.
+    """
+    _check_split(split)
+    folder = find_dataset("gtsrb", root, download)
+    if download and not folder.exists():  # pragma: no cover - network
+        import torchvision.datasets as tvd
+        tvd.GTSRB(str(folder.parent), split=split, download=True)
+    digest = tree_digest(folder)
+    images, labels = _cached(f"gtsrb-{split}-{side}-{digest[:16]}",
+                             lambda: _decode_gtsrb(folder.parent, split, side))
+    return ImageSet(images, labels, [str(c) for c in range(43)],
+                    f"GTSRB {split} (torchvision layout) in {folder}, resized to {side}",
+                    {"digest": digest})
+
+
 #: Loaders by dataset name, as used by protocols and the bench command.
 DATASETS = {
     "mnist": load_mnist,
     "fashion_mnist": load_fashion_mnist,
     "cifar10": load_cifar10,
     "usps": load_usps,
+    "gtsrb": load_gtsrb,
 }
 
 

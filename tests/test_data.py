@@ -355,3 +355,55 @@ def test_real_mnist_test_split_verified():
     assert len(counts) == 10 and (counts > 0).all()
     assert counts.sum() == 10000
     assert ds.info["digest"] == data.TREE_DIGESTS["MNIST"]
+
+
+# --------------------------------------------------------------------------- GTSRB
+
+def write_gtsrb(root, per_class: int = 1, n_test: int = 6, seed: int = 0):
+    """torchvision's GTSRB layout: 43 training folders of .ppm photos of various sizes, the test
+    images in one folder with their classes in ``GT-final_test.csv``."""
+    from PIL import Image
+    rng = np.random.default_rng(seed)
+    base = root / "gtsrb"
+    train_labels, test_labels = [], []
+    for c in range(43):
+        d = base / "GTSRB" / "Training" / f"{c:05d}"
+        d.mkdir(parents=True)
+        for i in range(per_class):
+            side = int(rng.integers(20, 60))
+            img = np.full((side, side + 3, 3), 6 * c, dtype=np.uint8)
+            Image.fromarray(img).save(d / f"{i:05d}_00000.ppm")
+            train_labels.append(c)
+    test_dir = base / "GTSRB" / "Final_Test" / "Images"
+    test_dir.mkdir(parents=True)
+    rows = ["Filename;Width;Height;Roi.X1;Roi.Y1;Roi.X2;Roi.Y2;ClassId"]
+    for i in range(n_test):
+        c = [14, 3, 14, 42, 0, 14][i % 6]
+        Image.fromarray(np.full((31, 29, 3), 6 * c, dtype=np.uint8)).save(test_dir / f"{i:05d}.ppm")
+        rows.append(f"{i:05d}.ppm;29;31;1;1;28;30;{c}")
+        test_labels.append(c)
+    (base / "GT-final_test.csv").write_text("\n".join(rows) + "\n")
+    return train_labels, test_labels
+
+
+def test_gtsrb_loader_reads_torchvisions_layout_and_resizes(tmp_path):
+    train_labels, test_labels = write_gtsrb(tmp_path)
+    train = data.load_gtsrb("train", root=tmp_path)
+    test = data.load_gtsrb("test", root=tmp_path)
+    assert train.images.shape == (43, 3, 32, 32) and train.images.dtype == torch.uint8
+    assert train.labels.tolist() == train_labels and len(train.classes) == 43
+    assert test.labels.tolist() == test_labels
+    # constant photos stay constant through the resize: the value encodes the class
+    assert (train.images[data.GTSRB_STOP] == 6 * 14).all()
+    stop = test.images[test.labels == data.GTSRB_STOP]
+    assert len(stop) == 3 and (stop == 84).all()
+    assert data.load_dataset("gtsrb", "test", root=tmp_path).labels.tolist() == test_labels
+
+
+def test_gtsrb_missing_or_corrupt(tmp_path):
+    with pytest.raises(data.DataError, match="gtsrb not found"):
+        data.load_gtsrb("train", root=tmp_path)
+    write_gtsrb(tmp_path)
+    (tmp_path / "gtsrb" / "GTSRB" / "Final_Test" / "Images" / "00002.ppm").write_bytes(b"bad")
+    with pytest.raises(data.DataError, match="00002.ppm is not a readable image"):
+        data.load_gtsrb("test", root=tmp_path)
