@@ -319,7 +319,7 @@ def test_bench_runs_a_detector_on_the_video_protocol_and_resumes(ped2, tmp_path)
 def test_bench_rejects_unknown_dataset_and_protocol_on_images(tmp_path):
     with pytest.raises(DataError, match="video datasets: ucsd_ped2"):
         run_grid("isolation_forest", "ucsd_ped9", out=tmp_path / "x.jsonl")
-    with pytest.raises(ValueError, match="video datasets only"):
+    with pytest.raises(ValueError, match="video datasets and few-shot methods only"):
         run_grid("isolation_forest", "mnist", protocol={"stride": 25}, root=tmp_path,
                  out=tmp_path / "x.jsonl")
 
