@@ -151,5 +151,5 @@ def video_table(ours: pd.DataFrame | None = None) -> pd.DataFrame:
                         for k, e in G2D_TABLE_1.items() if k not in rows])
     parts = [table, g2d]
     if ours is not None and len(ours):
-        parts.append(ours.reset_index().assign(source="ours (measured)"))
+        parts.append(ours.rename_axis("method").reset_index().assign(source="ours (measured)"))
     return pd.concat(parts, ignore_index=True).set_index("method")

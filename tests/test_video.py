@@ -341,3 +341,14 @@ def test_motion_in_test_clips_follows_the_walker_and_the_dark_square(ped2):
     assert keep[0][6:, square].all()  # the square's patch is scored while it is there
     walker_rows = split.positions[:, 0] == 12
     assert keep[0][:, walker_rows].any(axis=1).all()  # and the walker's in every frame
+
+
+def test_video_table_puts_our_rows_under_the_papers():
+    import pandas as pd
+
+    from adlib.papers import video_table
+    ours = pd.DataFrame({"AUROC (%)": [70.1], "EER (%)": [37.0]}, index=["adacl (ours)"])
+    table = video_table(ours)
+    assert table.loc["adacl (ours)", "source"] == "ours (measured)"
+    assert table.loc["ADACL (thesis)", "AUROC (%)"] == 98.4
+    assert table.loc["G2D (paper)", "EER (%)"] == 11
