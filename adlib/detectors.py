@@ -220,6 +220,16 @@ class BaseDeepDetector(BaseDetector):
         """Return ``(optimizer, scheduler_or_None)``; the scheduler is stepped every batch."""
         return torch.optim.Adam(self.network_.parameters(), lr=self.lr), None
 
+    def optimizer_step(self, optimizer, loss: torch.Tensor, epoch: int,
+                       what: str = "loss") -> float:
+        """Check ``loss`` is finite, then one step of ``optimizer`` on it; return it as a float
+        (for methods with several players, each with its own optimizer)."""
+        check_finite(loss, epoch, what)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return float(loss.detach())
+
     def training_step(self, batch: torch.Tensor, epoch: int) -> dict:
         """One optimisation step; override for several players. Returns losses as floats."""
         loss = self.training_loss(batch)

@@ -45,7 +45,6 @@ from ..detectors import BaseDeepDetector, as_tensor
 from ..metrics import auroc
 from ..protocols import Preprocess
 from ..registry import register
-from ..training import check_finite
 
 __all__ = ["AAEEncoder", "AAEDecoder", "LatentDiscriminator", "negative_loss", "ADNL"]
 
@@ -197,35 +196,30 @@ class ADNL(BaseDeepDetector):
         self.gen_optimizer_ = torch.optim.Adam(net.encoder.parameters(), lr=self.lr, betas=betas)
         return torch.optim.Adam(ae, lr=self.lr, betas=betas), None
 
-    def _step(self, optimizer, loss, epoch, what):
-        check_finite(loss, epoch, what)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        return float(loss.detach())
 
     def training_step(self, batch, epoch):
         """Positive step, the two prior-matching steps, then a negative step (Algorithm 1)."""
         net, out = self.network_, {}
-        out["positive"] = self._step(self.optimizer_, F.mse_loss(net(batch), batch), epoch,
-                                     "reconstruction loss")
+        out["positive"] = self.optimizer_step(self.optimizer_, F.mse_loss(net(batch), batch),
+                                              epoch, "reconstruction loss")
         if self.adversarial:
             z_fake = net.encoder(batch)
             z_real = torch.randn(z_fake.shape, generator=self.generator_).to(batch.device)
             logits = torch.cat([net.discriminator(z_real), net.discriminator(z_fake.detach())])
             target = torch.cat([torch.ones(len(batch)), torch.zeros(len(batch))]).to(batch.device)
-            out["discriminator"] = self._step(
+            out["discriminator"] = self.optimizer_step(
                 self.disc_optimizer_, F.binary_cross_entropy_with_logits(logits, target), epoch,
                 "discriminator loss")
             fool = F.binary_cross_entropy_with_logits(net.discriminator(net.encoder(batch)),
                                                       torch.ones(len(batch), device=batch.device))
-            out["encoder_adv"] = self._step(self.gen_optimizer_, fool, epoch, "encoder loss")
+            out["encoder_adv"] = self.optimizer_step(self.gen_optimizer_, fool, epoch,
+                                                     "encoder loss")
         if self.anomalies_ is not None:
             idx = torch.randint(len(self.anomalies_), (min(len(batch), len(self.anomalies_)),),
                                 generator=self.generator_)
             y = self.anomalies_[idx].to(batch.device)
             loss = self.anomaly_weight * negative_loss(net(y), y, self.negative)
-            out["negative"] = self._step(self.optimizer_, loss, epoch, "negative loss")
+            out["negative"] = self.optimizer_step(self.optimizer_, loss, epoch, "negative loss")
         return out
 
     def batch_scores(self, batch):

@@ -42,7 +42,6 @@ from torch.nn import functional as F
 from ..detectors import BaseDeepDetector
 from ..protocols import Preprocess
 from ..registry import register
-from ..training import check_finite
 
 __all__ = ["DCEncoder", "DCDecoder", "OCLRNet", "latent_center", "OCLR"]
 
@@ -189,12 +188,6 @@ class OCLR(BaseDeepDetector):
                                                  self._batches(X_train, False), self.center_eps))
         self.network_.train()
 
-    def _update(self, optimizer, loss, epoch, what) -> float:
-        check_finite(loss, epoch, what)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        return float(loss.detach())
 
     def training_step(self, batch, epoch):
         """D, then D', then G on the same batch; every term of eq. 1 logged."""
@@ -206,16 +199,16 @@ class OCLR(BaseDeepDetector):
                 fake = g(batch)
             logits = torch.cat([disc(batch).squeeze(1), disc(fake).squeeze(1)])
             target = torch.cat([ones, torch.zeros_like(ones)])
-            out["d_loss"] = self._update(self.d_optimizer_,
-                                         F.binary_cross_entropy_with_logits(logits, target),
-                                         epoch, "discriminator loss")
+            out["d_loss"] = self.optimizer_step(
+                self.d_optimizer_, F.binary_cross_entropy_with_logits(logits, target), epoch,
+                "discriminator loss")
         if self.w_dual > 0 or self.w_zrec > 0:
             with torch.no_grad():
                 fake = g(batch)
             girec = (batch - aux(batch)).abs().mean()
             direc = (fake - aux(fake)).abs().mean()
-            out["dual"] = self._update(self.aux_optimizer_, girec - self.k * direc, epoch,
-                                       "dual autoencoder loss")
+            out["dual"] = self.optimizer_step(self.aux_optimizer_, girec - self.k * direc,
+                                              epoch, "dual autoencoder loss")
         z = g.encoder(batch)
         recon = g.decoder(z)
         terms = {"irec": (batch - recon).abs().mean(),
@@ -229,7 +222,7 @@ class OCLR(BaseDeepDetector):
         weights = {"irec": self.w_irec, "adv": self.w_adv, "zrec": self.w_zrec, "c": self.w_c,
                    "dual_g": self.w_dual}
         loss = sum(weights[name] * value for name, value in terms.items())
-        out["g_loss"] = self._update(self.optimizer_, loss, epoch, "generator loss")
+        out["g_loss"] = self.optimizer_step(self.optimizer_, loss, epoch, "generator loss")
         out.update({f"L_{name}": float(value.detach()) for name, value in terms.items()})
         return out
 
