@@ -39,7 +39,8 @@ batch normalisation, ReLU and tanh, centre-cropped to the image side; a critic o
 stride-2 convolutions (32, 64) with leaky ReLU and a linear output, no batch normalisation (the
 penalty is per sample). DCGAN's usual widths are twice these; halved, a critic step with its
 penalty costs a quarter (0.2 s per batch of 64 at full width on our 2 CPU cores); D: two 3x3
-convolutions (32, 64) with max pooling, a 128-unit dense layer with dropout 0.3, two outputs. The GAN's epoch count (the paper gives none): 30. D keeps
+convolutions (32, 64) with max pooling, a 128-unit dense layer with dropout 0.3, two outputs.
+The GAN's epoch count (the paper gives none): 30. D keeps
 the epoch with the lowest NLL on held-out normals and held-out irregular samples (no real
 anomaly). Inputs are scaled to [-1, 1].
 """
@@ -157,7 +158,8 @@ def select_generators(losses, h: int = 5, eps: tuple = (1.0, 0.1, 0.01),
     regime of ``eps = (eps1, eps2, eps3)`` nearest on a log scale: far-away noise, boundary
     irregularities, normal-looking samples. A WGAN's loss first *rises* while the critic learns
     to tell noise from data; epochs before the loss's peak count as far-away noise. Epochs of
-    the first two are selected; ``k`` keeps at most ``k`` of them, evenly spaced. Returns ``{"drops", "regimes", "selected"}`` with
+    the first two are selected; ``k`` keeps at most ``k`` of them, evenly spaced. Returns
+    ``{"drops", "relative", "regimes", "selected"}`` with
     0-based epochs (the generator saved after epoch ``i``).
     """
     e1, e2, e3 = eps
