@@ -221,7 +221,7 @@ class BaseDeepDetector(BaseDetector):
         return torch.optim.Adam(self.network_.parameters(), lr=self.lr), None
 
     def optimizer_step(self, optimizer, loss: torch.Tensor, epoch: int,
-                       what: str = "loss") -> float:
+                       what: str = "training loss") -> float:
         """Check ``loss`` is finite, then one step of ``optimizer`` on it; return it as a float
         (for methods with several players, each with its own optimizer)."""
         check_finite(loss, epoch, what)
@@ -232,14 +232,10 @@ class BaseDeepDetector(BaseDetector):
 
     def training_step(self, batch: torch.Tensor, epoch: int) -> dict:
         """One optimisation step; override for several players. Returns losses as floats."""
-        loss = self.training_loss(batch)
-        check_finite(loss, epoch)
-        self.optimizer_.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer_.step()
+        loss = self.optimizer_step(self.optimizer_, self.training_loss(batch), epoch)
         if self.scheduler_ is not None:
             self.scheduler_.step()
-        return {"loss": float(loss.detach())}
+        return {"loss": loss}
 
     # -- the loop ------------------------------------------------------------------------------
     def _num_epochs(self) -> int:

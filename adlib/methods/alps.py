@@ -346,11 +346,7 @@ class ALPS(BaseDeepDetector):
             out["distorter_mse"] = self.distorter_step(batch)
             check_finite(out["distorter_mse"], epoch, "distorter loss")
         loss, parts = self.autoencoder_loss(batch)
-        check_finite(loss, epoch)
-        self.optimizer_.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer_.step()
-        row = {"loss": float(loss.detach()), **parts, **out}
+        row = {"loss": self.optimizer_step(self.optimizer_, loss, epoch), **parts, **out}
         self.step_history_.append({"epoch": epoch, **row})
         return row
 

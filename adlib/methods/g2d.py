@@ -58,7 +58,6 @@ from tqdm.auto import tqdm
 from ..detectors import BaseDeepDetector
 from ..protocols import Preprocess
 from ..registry import register
-from ..training import check_finite
 
 __all__ = ["IrregularityGenerator", "Critic", "DetectorNet", "gradient_penalty",
            "loss_drops", "select_generators", "G2D"]
@@ -289,12 +288,8 @@ class G2D(BaseDeepDetector):
                 wasserstein = self.critic_(real).mean() - self.critic_(fake).mean()
                 gp = gradient_penalty(self.critic_, real, fake, self.generator_)
                 loss_c = -wasserstein + self.gp_weight * gp
-                check_finite(loss_c, epoch, "critic loss")
-                opt_c.zero_grad(set_to_none=True)
-                loss_c.backward()
-                opt_c.step()
+                sums["critic_loss"] += self.optimizer_step(opt_c, loss_c, epoch, "critic loss")
                 sums["L_I"] += float(wasserstein.detach())
-                sums["critic_loss"] += float(loss_c.detach())
                 sums["gp"] += float(gp.detach())
                 steps += 1
                 if steps % self.n_critic == 0:
