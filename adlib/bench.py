@@ -30,8 +30,7 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .data import DATASETS, DataError, load_dataset
-from .metrics import evaluate
-from .metrics import f1_at_threshold
+from .metrics import evaluate, f1_at_threshold
 from .protocols import (anomaly_class, development_split, one_class, outlier_ratio_indices,
                         resolve_classes)
 from .registry import available_detectors, detector_class, get_detector
@@ -96,15 +95,7 @@ def run_one(method: str, split, seed: int, params: dict, quick: bool, verbose: b
     anomalies make each given share (:func:`adlib.protocols.outlier_ratio_indices`), with the F1
     of ``predict`` (the detector's own threshold), under ``by_outlier_ratio``.
     """
-    detector = get_detector(method, seed=seed, **params)
-    if "quick" in detector.get_params():
-        detector.set_params(quick=quick)
-    if "verbose" in detector.get_params():
-        detector.set_params(verbose=verbose)
-    if detector.learning_type == "few_shot":  # labelled anomalies of the protocol, if any
-        detector.fit(split.X_train, split.X_val, split.X_anomalies)
-    else:
-        detector.fit(split.X_train, split.X_val)
+    detector = _fitted(method, split, seed, params, quick, verbose)
     started = time.perf_counter()
     # a detector with several scores (ALPS) computes them all at once; score() is the selected one
     all_scores = detector.score_all(split.X_test) if hasattr(detector, "score_all") else None
@@ -112,13 +103,7 @@ def run_one(method: str, split, seed: int, params: dict, quick: bool, verbose: b
               else detector.score(split.X_test))
     score_s = time.perf_counter() - started
     out = {**evaluate(split.y_test, scores), "fit_s": round(detector.fit_seconds_, 3),
-           "score_s": round(score_s, 3),
-           "params": {k: _jsonable(v) for k, v in detector.get_params().items()}}
-    for attr in ("epochs_run_", "best_epoch_"):
-        if hasattr(detector, attr):
-            out[attr.rstrip("_")] = int(getattr(detector, attr))
-    if hasattr(detector, "history_"):
-        out["history"] = detector.history_
+           "score_s": round(score_s, 3), **_training_record(detector)}
     out["f1"] = f1_at_threshold(split.y_test, scores, detector.threshold_)
     if outlier_ratios:
         out["by_outlier_ratio"] = {}
@@ -138,6 +123,36 @@ def run_one(method: str, split, seed: int, params: dict, quick: bool, verbose: b
         if getattr(detector, "selection_", None):  # the label-free evidence for that choice
             out["selection"] = {k: round(float(v), 6) for k, v in detector.selection_.items()}
     return out
+
+
+def _fitted(method: str, split, seed: int, params: dict, quick: bool, verbose: bool):
+    """``method`` built with ``seed`` and ``params`` and fitted on ``split`` (its labelled
+    anomalies too, for a few-shot method)."""
+    detector = get_detector(method, seed=seed, **params)
+    for name, value in (("quick", quick), ("verbose", verbose)):
+        if name in detector.get_params():
+            detector.set_params(**{name: value})
+    if detector.learning_type == "few_shot":  # labelled anomalies of the protocol, if any
+        return detector.fit(split.X_train, split.X_val, getattr(split, "X_anomalies", None))
+    return detector.fit(split.X_train, split.X_val)
+
+
+def _training_record(detector) -> dict:
+    """What a results row keeps of a fitted detector: parameters, epochs, history."""
+    out = {"params": {k: _jsonable(v) for k, v in detector.get_params().items()}}
+    for attr in ("epochs_run_", "best_epoch_"):
+        if hasattr(detector, attr):
+            out[attr.rstrip("_")] = int(getattr(detector, attr))
+    if hasattr(detector, "history_"):
+        out["history"] = detector.history_
+    return out
+
+
+def _variant_name(variant: str, protocol: dict | None, dev: bool = False) -> str:
+    """The variant with non-default protocol options (and ``+dev``) folded into its name."""
+    if protocol:
+        variant = variant + "+" + ",".join(f"{k}={v}" for k, v in sorted(protocol.items()))
+    return f"{variant}+dev" if dev else variant
 
 
 def run_grid(method: str, dataset: str, classes="all", seeds=(0,), *, quick: bool = False,
@@ -160,19 +175,16 @@ def run_grid(method: str, dataset: str, classes="all", seeds=(0,), *, quick: boo
     if dataset not in DATASETS and dataset not in VIDEO_DATASETS:
         raise DataError(f"unknown dataset {dataset!r}; image datasets: {', '.join(DATASETS)}; "
                         f"video datasets: {', '.join(VIDEO_DATASETS)}")
-    cls, params, out = _prepare(method, dataset, params, quick, out)
     if dataset in VIDEO_DATASETS:
         return run_video(method, dataset, seeds, quick=quick, params=params, variant=variant,
                          out=out, max_train=max_train, root=root, verify=verify,
                          verbose=verbose, protocol=protocol)
+    cls, params, out = _prepare(method, dataset, params, quick, out)
     few_shot = cls.learning_type == "few_shot"
     if protocol and not few_shot:
         raise ValueError(f"protocol options {sorted(protocol)} apply to video datasets and "
                          "few-shot methods only")
-    if protocol:
-        variant = variant + "+" + ",".join(f"{k}={v}" for k, v in sorted(protocol.items()))
-    if dev:
-        variant = f"{variant}+dev"
+    variant = _variant_name(variant, protocol, dev)
     train = load_dataset(dataset, "train", root=root, verify=verify)
     test = load_dataset(dataset, "test", root=root, verify=verify)
     class_list = resolve_classes(classes, len(train.classes))
@@ -187,7 +199,7 @@ def run_grid(method: str, dataset: str, classes="all", seeds=(0,), *, quick: boo
         if few_shot:  # ADNL's protocol: class c is the anomaly, a few of it labelled
             split = anomaly_class(dataset, c, seed=s, preprocess=cls.preprocess,
                                   max_train=max_train, max_test=max_test, train_set=train,
-                                  test_set=test, **protocol)
+                                  test_set=test, **(protocol or {}))
         else:
             split = one_class(dataset, c, seed=s, preprocess=cls.preprocess,
                               max_train=max_train, max_test=max_test, train_set=train,
@@ -232,8 +244,7 @@ def run_video(method: str, dataset: str = "ucsd_ped2", seeds=(0,), *, quick: boo
     """
     cls, params, out = _prepare(method, dataset, params, quick, out)
     protocol = dict(protocol or {})
-    if protocol:
-        variant = variant + "+" + ",".join(f"{k}={v}" for k, v in sorted(protocol.items()))
+    variant = _variant_name(variant, protocol)
     done = {r.get("key") for r in read_rows(out)}
     todo = [s for s in seeds if run_key(cls.name, dataset, 0, s, variant, quick) not in done]
     print(f"{cls.name} on {dataset}: {len(seeds)} runs, {len(seeds) - len(todo)} already in {out}")
@@ -250,15 +261,11 @@ def run_video(method: str, dataset: str = "ucsd_ped2", seeds=(0,), *, quick: boo
                              root=root, verify=verify, train_set=train, test_set=test, **protocol)
         extract_s = time.perf_counter() - wall
         extract_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        detector = get_detector(method, seed=s, **params)
-        for name, value in (("quick", quick), ("verbose", verbose)):
-            if name in detector.get_params():
-                detector.set_params(**{name: value})
-        detector.fit(split.X_train, split.X_val)
+        detector = _fitted(method, split, s, params, quick, verbose)
         t0 = time.perf_counter()
         patch_scores = score_clips(detector, split, verbose=verbose)
         score_s = time.perf_counter() - t0
-        scores = frame_scores(patch_scores, motion_in_test_clips(split))  # moving patches (the default)
+        scores = frame_scores(patch_scores, motion_in_test_clips(split))  # the default rule
         metrics = frame_metrics(scores, split.test.labels)
         every = frame_metrics(frame_scores(patch_scores), split.test.labels)
         metrics["all_patches"] = {k: v for k, v in every.items() if not k.startswith("n_")}
@@ -267,20 +274,15 @@ def run_video(method: str, dataset: str = "ucsd_ped2", seeds=(0,), *, quick: boo
                "variant": variant, "quick": quick, **metrics,
                "fit_s": round(detector.fit_seconds_, 3), "score_s": round(score_s, 3),
                "load_s": round(load_s, 3), "extract_s": round(extract_s, 3),
-               "extract_peak_rss_mb": round(extract_rss, 1),
-               "params": {k: _jsonable(v) for k, v in detector.get_params().items()},
+               "extract_peak_rss_mb": round(extract_rss, 1), **_training_record(detector),
                "frame_scores": {name: [round(float(v), 6) for v in clip]
                                 for name, clip in zip(split.test.names, scores)},
                "protocol": split.info, "wall_s": round(time.perf_counter() - wall, 3),
                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
                "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                **base}
-        for attr in ("epochs_run_", "best_epoch_", "selected_score_"):
-            if hasattr(detector, attr):
-                value = getattr(detector, attr)
-                row[attr.rstrip("_")] = value if isinstance(value, str) else int(value)
-        if hasattr(detector, "history_"):
-            row["history"] = detector.history_
+        if hasattr(detector, "selected_score_"):
+            row["selected_score"] = detector.selected_score_
         append_row(out, row)
         tqdm.write(f"  seed {s}: frame AUROC {100 * metrics['auroc']:.2f}, EER "
                    f"{100 * metrics['eer']:.1f}% ({row['wall_s']:.0f} s)")
