@@ -45,14 +45,15 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .data import (DataError, _cached, _check_split, cache_dir, find_dataset, verify_tree)
+from .data import (DataError, _cached, _check_split, cache_dir, find_dataset, tree_digest,
+                   verify_tree)
 from .metrics import auroc, equal_error_rate
 from .protocols import Preprocess
 
 __all__ = ["VIDEO_DATASETS", "VideoSet", "parse_gt_ranges", "labels_from_ranges", "load_ucsd",
            "download_ucsd", "patch_positions", "extract_patches", "motion_mask", "moving_patches",
-           "PatchSplit", "ucsd_patches", "score_clips", "motion_in_test_clips", "frame_scores", "frame_metrics",
-           "localization_map"]
+           "PatchSplit", "ucsd_patches", "score_clips", "motion_in_test_clips", "frame_scores",
+           "frame_metrics", "localization_map"]
 
 #: The video datasets: bench name -> (folder, labels file, frames per second).
 VIDEO_DATASETS = {
@@ -271,20 +272,14 @@ def load_ucsd(dataset: str = "ucsd_ped2", split: str = "train", root=None,
         download_ucsd(folder.parent)
     if not folder.is_dir():
         raise DataError(f"{folder} is not a folder of UCSD clips")
-    digest = verify_tree(folder, spec["folder"]) if verify else _tree_key(folder)
+    digest = verify_tree(folder, spec["folder"]) if verify else tree_digest(folder)
     images, names = _cached(f"{dataset}-{split}-{digest[:16]}",
                             lambda: _pack(_decode_split(folder, spec, split)))
     width = int(images["frames"].shape[-1])
     frames, labels, masks = _unpack(images, names, width)
     return VideoSet(frames, list(names), labels, masks,
-                    f"{dataset} {split} frames in {folder / ('Train' if split == 'train' else 'Test')}",
+                    f"{dataset} {split} frames in {folder / split.capitalize()}",
                     {"digest": digest, "dataset": dataset, "split": split})
-
-
-def _tree_key(folder: Path) -> str:
-    """A cache key for an unverified tree: its digest (computed once, then remembered)."""
-    from .data import tree_digest
-    return tree_digest(folder)
 
 
 def download_ucsd(target: str | Path, sha256: str | None = None) -> Path:  # pragma: no cover
@@ -339,7 +334,7 @@ def patch_positions(height: int, width: int, size: int = 30, stride: int = 30) -
 
 
 def extract_patches(frames: np.ndarray, positions: np.ndarray, size: int = 30) -> np.ndarray:
-    """Patches of ``frames`` (``T x H x W``) at ``positions``: uint8-preserving ``T x P x s x s``."""
+    """Patches of ``frames`` (``T x H x W``) at ``positions``, ``T x P x s x s``, same dtype."""
     windows = np.lib.stride_tricks.sliding_window_view(frames, (size, size), axis=(1, 2))
     return windows[:, positions[:, 0], positions[:, 1]]
 

@@ -169,8 +169,12 @@ class ADACLNet(nn.Module):
         """The globally max-pooled features (Fig 4.6 plots these)."""
         return torch.amax(self.features(x), dim=(2, 3))
 
+    def regress(self, x: torch.Tensor) -> torch.Tensor:
+        """The regression output before clipping, ``N``."""
+        return self.head(self.embed(x)).squeeze(1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.head(self.embed(x)).squeeze(1)
+        out = self.regress(x)
         return out.clamp(0.0, 1.0) if self.clip else out
 
 
@@ -278,7 +282,7 @@ class ADACL(BaseDeepDetector):
         """The regressor's output (unclipped when ``clip_scores=False``; see the module doc)."""
         if self.clip_scores:
             return self.network_(batch)
-        return self.network_.head(self.network_.embed(batch)).squeeze(1)
+        return self.network_.regress(batch)
 
     def validation_metric(self, X_val):
         """AUROC of normals vs made anomalies of the fixed validation set (no real anomaly)."""
