@@ -67,7 +67,8 @@ def provenance() -> dict:
     import torchvision
     return {
         "command": " ".join(shlex.quote(a) for a in ["python", "-m", "adlib", *sys.argv[1:]]),
-        "commit": _git("rev-parse", "HEAD"),
+        # ADLIB_COMMIT names the commit where the checkout has no git (a copied working tree)
+        "commit": _git("rev-parse", "HEAD") or os.environ.get("ADLIB_COMMIT", ""),
         "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
         "versions": {"adlib": __version__, "python": platform.python_version(),
                      "torch": torch.__version__, "torchvision": torchvision.__version__,
