@@ -68,7 +68,7 @@ def provenance() -> dict:
     return {
         "command": " ".join(shlex.quote(a) for a in ["python", "-m", "adlib", *sys.argv[1:]]),
         # ADLIB_COMMIT names the commit where the checkout has no git (a copied working tree)
-        "commit": _git("rev-parse", "HEAD") or os.environ.get("ADLIB_COMMIT", ""),
+        "commit": os.environ.get("ADLIB_COMMIT") or _git("rev-parse", "HEAD"),
         "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
         "versions": {"adlib": __version__, "python": platform.python_version(),
                      "torch": torch.__version__, "torchvision": torchvision.__version__,

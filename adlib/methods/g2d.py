@@ -150,18 +150,22 @@ def loss_drops(losses, h: int = 5) -> np.ndarray:
 
 
 def select_generators(losses, h: int = 5, eps: tuple = (1.0, 0.1, 0.01),
-                      k: int | None = None) -> dict:
+                      k: int | None = None, regimes: tuple = REGIMES[:2]) -> dict:
     """Pick the epochs whose generators make irregular samples (section 3.3, Fig 4).
 
     Each drop ``L(i)`` (see :func:`loss_drops`) relative to the largest drop is assigned to the
     regime of ``eps = (eps1, eps2, eps3)`` nearest on a log scale: far-away noise, boundary
     irregularities, normal-looking samples. A WGAN's loss first *rises* while the critic learns
     to tell noise from data; epochs before the loss's peak count as far-away noise. Epochs of
-    the first two are selected; ``k`` keeps at most ``k`` of them, evenly spaced. Returns
+    the first two are selected (``regimes`` names others); ``k`` keeps at most ``k`` of them,
+    evenly spaced. Returns
     ``{"drops", "relative", "regimes", "selected"}`` with
     0-based epochs (the generator saved after epoch ``i``).
     """
     e1, e2, e3 = eps
+    unknown = set(regimes) - set(REGIMES)
+    if unknown or not regimes:
+        raise ValueError(f"regimes={regimes}: choose among {REGIMES}")
     if not e1 > e2 > e3 > 0:
         raise ValueError(f"eps={eps} must satisfy eps1 > eps2 > eps3 > 0")
     drops = loss_drops(losses, h)
@@ -169,12 +173,12 @@ def select_generators(losses, h: int = 5, eps: tuple = (1.0, 0.1, 0.01),
     rel = drops / scale if scale > 0 else np.zeros_like(drops)
     high, low = math.sqrt(e1 * e2), math.sqrt(e2 * e3)
     peak = int(np.argmax(losses))  # before it the critic is still learning: I is still noise
-    regimes = [REGIMES[0] if (i < peak or r >= high) else REGIMES[1] if r >= low else REGIMES[2]
-               for i, r in enumerate(rel)]
-    selected = [i for i, r in enumerate(regimes) if r != REGIMES[2]]
+    labels = [REGIMES[0] if (i < peak or r >= high) else REGIMES[1] if r >= low else REGIMES[2]
+              for i, r in enumerate(rel)]
+    selected = [i for i, r in enumerate(labels) if r in regimes]
     if k is not None and len(selected) > k:
         selected = [selected[j] for j in np.linspace(0, len(selected) - 1, k).round().astype(int)]
-    return {"drops": drops.tolist(), "relative": rel.tolist(), "regimes": regimes,
+    return {"drops": drops.tolist(), "relative": rel.tolist(), "regimes": labels,
             "selected": selected}
 
 
@@ -190,7 +194,8 @@ class G2D(BaseDeepDetector):
         gan_epochs: epochs of the WGAN-GP (one generator snapshot each).
         n_critic, gp_weight, gan_lr, gan_betas, gan_batch_size, z_dim, gan_widths: the
             WGAN-GP's settings (widths of the generator's and critic's convolutions).
-        h, eps, k: the selection rule (:func:`select_generators`).
+        h, eps, k, regimes: the selection rule (:func:`select_generators`); ``regimes``
+            names the regimes whose generators are used (default: far and boundary).
         samples_per_generator: ``m``; ``None``: as many in total as training normals.
         alpha: decision threshold on the probability of "irregular" (``predict``).
         momentum: D's SGD momentum (lr is ``lr``, 0.01; batch ``batch_size``, 32).
@@ -212,7 +217,8 @@ class G2D(BaseDeepDetector):
                  gan_lr: float = 1e-4, gan_betas: tuple = (0.5, 0.999), gan_batch_size: int = 64,
                  z_dim: int = 100, gan_widths: tuple = (32, 64), h: int = 5,
                  eps: tuple = (1.0, 0.1, 0.01),
-                 k: int | None = None, samples_per_generator: int | None = None,
+                 k: int | None = None, regimes: tuple = REGIMES[:2],
+                 samples_per_generator: int | None = None,
                  alpha: float = 0.5, momentum: float = 0.9, quick_gan_epochs: int = 7, **kwargs):
         kwargs.setdefault("batch_size", 32)
         kwargs.setdefault("lr", 0.01)
@@ -228,6 +234,7 @@ class G2D(BaseDeepDetector):
         self.h = h
         self.eps = eps
         self.k = k
+        self.regimes = regimes
         self.samples_per_generator = samples_per_generator
         self.alpha = alpha
         self.momentum = momentum
@@ -316,7 +323,7 @@ class G2D(BaseDeepDetector):
         """Train the WGAN, select generators, draw the training and validation irregularities."""
         self.train_gan(X_train)
         self.selection_ = select_generators([r["L_I"] for r in self.gan_history_], self.h,
-                                            tuple(self.eps), self.k)
+                                            tuple(self.eps), self.k, tuple(self.regimes))
         chosen = self.selection_["selected"]
         if not chosen:
             raise RuntimeError("the selection rule picked no generator: widen eps or train "
