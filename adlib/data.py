@@ -20,6 +20,7 @@ Supported on-disk forms:
 * CIFAR-10: torchvision's pickled batches (``cifar-10-batches-py/``) or the JPEG ImageFolder copy
   ``CIFAR10-JPEG/{train,test}/<class>/NNNN.jpg`` (lossy; results on it must say so).
 * USPS: torchvision's ``usps.bz2`` / ``usps.t.bz2`` (libsvm text) or the HDF5 ``USPS/usps.h5``.
+* GTSRB, Caltech-256: torchvision's layouts (not in the offline data; tested on generated files).
 """
 from __future__ import annotations
 
@@ -38,7 +39,8 @@ import torch
 __all__ = [
     "DataError", "ImageSet", "DATASETS", "data_root", "cache_dir", "find_dataset",
     "tree_digest", "verify_tree", "load_dataset", "load_mnist", "load_fashion_mnist",
-    "load_cifar10", "load_usps", "load_gtsrb", "GTSRB_STOP",
+    "load_cifar10", "load_usps", "load_gtsrb", "GTSRB_STOP", "load_caltech256",
+    "caltech256_categories", "CALTECH_CLUTTER",
 ]
 
 MNIST_CLASSES = [str(d) for d in range(10)]
@@ -526,6 +528,82 @@ def load_gtsrb(split: str = "train", root=None, download: bool = False,
     return ImageSet(images, labels, [str(c) for c in range(43)],
                     f"GTSRB {split} (torchvision layout) in {folder}, resized to {side}",
                     {"digest": digest})
+
+
+# --------------------------------------------------------------------------- Caltech-256
+
+#: Caltech-256's background category, the outliers of G2D's Table 2.
+CALTECH_CLUTTER = "257.clutter"
+
+
+def _open_caltech256(root: Path):
+    import torchvision.datasets as tvd
+    try:
+        return tvd.Caltech256(str(root))
+    except (RuntimeError, FileNotFoundError) as err:
+        raise DataError(f"Caltech-256 not found under {root / 'caltech256'}: expected "
+                        "torchvision's layout caltech256/256_ObjectCategories/001.ak47/"
+                        "001_0001.jpg ... 257.clutter/257_0827.jpg") from err
+
+
+def _decode_caltech256(ds, categories: list[int], per_category: int | None, side: int):
+    from PIL import UnidentifiedImageError
+    picks = [i for i, (y, n) in enumerate(zip(ds.y, ds.index))
+             if y in categories and (per_category is None or n <= per_category)]
+    images = torch.empty(len(picks), 3, side, side, dtype=torch.uint8)
+    labels = torch.empty(len(picks), dtype=torch.int64)
+    for j, i in enumerate(picks):
+        try:
+            img, label = ds[i]
+            img = img.convert("RGB").resize((side, side), resample=3)  # bicubic
+        except (UnidentifiedImageError, OSError) as err:
+            name = f"{ds.categories[ds.y[i]]}/{ds.y[i] + 1:03d}_{ds.index[i]:04d}.jpg"
+            raise DataError(f"Caltech-256 image {name} is missing or unreadable ({err}): "
+                            "restore it from the dataset's source") from err
+        images[j] = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)
+        labels[j] = label
+    return images, labels
+
+
+def caltech256_categories(root=None) -> list[str]:
+    """Caltech-256's category folder names in torchvision's order (sorted; 257 in the release)."""
+    return list(_open_caltech256(find_dataset("caltech256", root).parent).categories)
+
+
+def load_caltech256(categories, per_category: int | None = 150, root=None,
+                    download: bool = False, side: int = 64) -> ImageSet:
+    """The first ``per_category`` images of each of ``categories`` of Caltech-256.
+
+    ``categories`` are 0-based indices into torchvision's sorted category folders (in the
+    release, 0 is ``001.ak47`` and 256 is ``257.clutter``); ``per_category=None`` keeps every
+    image. "First" follows the files' numbering, as in G2D's section 4.2. Images (some are
+    grey) are converted to RGB, resized bicubically to ``side x side`` once and cached. Labels
+    are the category indices. Caltech-256 is not in the offline data: this is tested on generated
+    files in torchvision's layout.
+
+    Raises:
+        DataError: no Caltech-256 folder, an unknown or empty category, or an unreadable image.
+    """
+    folder = find_dataset("caltech256", root, download)
+    if download and not folder.exists():  # pragma: no cover - network
+        import torchvision.datasets as tvd
+        tvd.Caltech256(str(folder.parent), download=True)
+    ds = _open_caltech256(folder.parent)
+    categories = sorted({int(c) for c in categories})
+    unknown = [c for c in categories if not 0 <= c < len(ds.categories)]
+    if unknown:
+        raise DataError(f"unknown Caltech-256 categories {unknown}: there are "
+                        f"{len(ds.categories)} (0..{len(ds.categories) - 1})")
+    empty = [ds.categories[c] for c in categories if c not in set(ds.y)]
+    if empty:
+        raise DataError(f"Caltech-256 categories {empty} hold no .jpg image: empty category")
+    digest = tree_digest(folder)
+    chosen = hashlib.sha1(json.dumps(categories).encode()).hexdigest()[:10]
+    images, labels = _cached(f"caltech256-{chosen}-{per_category}-{side}-{digest[:16]}",
+                             lambda: _decode_caltech256(ds, categories, per_category, side))
+    return ImageSet(images, labels, list(ds.categories),
+                    f"Caltech-256 (torchvision layout) in {folder}: categories {categories}, "
+                    f"first {per_category} images each, resized to {side}", {"digest": digest})
 
 
 #: Loaders by dataset name, as used by protocols and the bench command.

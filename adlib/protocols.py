@@ -11,6 +11,8 @@
   are normal; train and test pooled and re-split 8:2; a few labelled anomalies for training.
 * :func:`outlier_ratio_test` -- a test set whose anomalies make a chosen share of it (G2D's MNIST
   protocol, section 4.2).
+* :func:`caltech_outliers` -- G2D's Caltech-256 protocol (section 4.2, Table 2): ``n`` random
+  categories are the inliers, ``257.clutter`` the outliers.
 
 Preprocessing (size, channels, value range) is a :class:`Preprocess` option of the protocol,
 never a copy inside a model. Everything is seeded: the same seed gives the same split.
@@ -23,10 +25,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import DataError, ImageSet, load_dataset
+from .data import (CALTECH_CLUTTER, DataError, ImageSet, caltech256_categories, load_caltech256,
+                   load_dataset)
 
 __all__ = ["Preprocess", "OneClassSplit", "one_class", "contaminated", "outlier_ratio_test",
-           "outlier_ratio_indices", "development_split", "anomaly_class", "resolve_classes"]
+           "outlier_ratio_indices", "development_split", "anomaly_class", "caltech_outliers",
+           "resolve_classes"]
 
 
 @dataclass(frozen=True)
@@ -321,3 +325,62 @@ def anomaly_class(dataset: str, anomaly: int, seed: int = 0, *, n_labelled: int 
         classes=list(train.classes), test_classes=labels[test_all],
         y_train=np.zeros(len(fit), dtype=np.int64), info=info,
         X_anomalies=preprocess(images[labelled]) if len(labelled) else None)
+
+
+def caltech_outliers(n_inliers: int, seed: int = 0, *, per_category: int = 150,
+                     outlier_share: float = 0.5, test_share: float = 0.5, val_size: float = 0.1,
+                     side: int = 64, preprocess: Preprocess = Preprocess(),
+                     root=None) -> OneClassSplit:
+    """G2D's Caltech-256 protocol (section 4.2, Table 2, after ALOCC).
+
+    ``n_inliers`` categories (seeded, among the 256 object categories) are the inliers, the
+    first ``per_category`` images of each; outliers are drawn at random from ``257.clutter`` so
+    that they make ``outlier_share`` (50%) of the test set. The paper says neither how inliers
+    are split between training and test nor where a one-class detector learns; our choice: a
+    seeded ``test_share`` of the inlier images is tested, the rest trains (``val_size`` of it
+    held out for validation). The paper repeats each ``n`` three times: seeds 0, 1, 2.
+
+    Raises:
+        DataError: no Caltech-256 folder or no ``257.clutter``, too few inlier images, or fewer
+            clutter images than the outlier share needs.
+    """
+    if n_inliers < 1:
+        raise ValueError(f"n_inliers={n_inliers} must be at least 1")
+    if not (0 < outlier_share < 1 and 0 < test_share < 1):
+        raise ValueError("outlier_share and test_share must lie in (0, 1)")
+    names = caltech256_categories(root)
+    if CALTECH_CLUTTER not in names:
+        raise DataError(f"Caltech-256 has no {CALTECH_CLUTTER} folder: the outliers come from it")
+    clutter_idx = names.index(CALTECH_CLUTTER)
+    objects = [i for i in range(len(names)) if i != clutter_idx]
+    if n_inliers > len(objects):
+        raise ValueError(f"n_inliers={n_inliers}, but there are {len(objects)} object categories")
+    rng = np.random.default_rng(seed)
+    categories = sorted(rng.choice(objects, size=n_inliers, replace=False).tolist())
+    inliers = load_caltech256(categories, per_category, root=root, side=side)
+    clutter = load_caltech256([clutter_idx], None, root=root, side=side)
+    keep = np.flatnonzero(np.isin(inliers.labels.numpy(), categories))
+    if len(keep) < 3:
+        raise DataError(f"categories {categories} hold {len(keep)} images: too few to split")
+    perm = rng.permutation(keep)
+    n_test = max(1, int(round(test_share * len(perm))))
+    test_in, rest = np.sort(perm[:n_test]), perm[n_test:]
+    n_val = int(round(val_size * len(rest)))
+    val_idx, train_idx = np.sort(rest[:n_val]), np.sort(rest[n_val:])
+    n_out = int(round(n_test * outlier_share / (1 - outlier_share)))
+    if n_out > len(clutter.labels):
+        raise DataError(f"{n_out} outliers asked for, but 257.clutter holds {len(clutter.labels)}")
+    out_idx = np.sort(rng.choice(len(clutter.labels), size=n_out, replace=False))
+    X_test = torch.cat([preprocess(inliers.images[test_in]), preprocess(clutter.images[out_idx])])
+    y_test = np.r_[np.zeros(len(test_in), np.int64), np.ones(n_out, np.int64)]
+    info = {"dataset": "caltech256", "protocol": "caltech_outliers",
+            "inliers": [names[c] for c in categories],
+            "seed": seed, "n_train": len(train_idx), "n_val": len(val_idx),
+            "n_test": len(y_test), "n_test_anomalies": n_out, "per_category": per_category,
+            "preprocess": asdict(preprocess), "source": inliers.source}
+    return OneClassSplit(
+        X_train=preprocess(inliers.images[train_idx]), X_val=preprocess(inliers.images[val_idx]),
+        X_test=X_test, y_test=y_test, normal_class=categories[0] if n_inliers == 1 else -1,
+        classes=list(inliers.classes),
+        test_classes=np.r_[inliers.labels.numpy()[test_in], clutter.labels.numpy()[out_idx]],
+        y_train=np.zeros(len(train_idx), dtype=np.int64), info=info)

@@ -407,3 +407,68 @@ def test_gtsrb_missing_or_corrupt(tmp_path):
     (tmp_path / "gtsrb" / "GTSRB" / "Final_Test" / "Images" / "00002.ppm").write_bytes(b"bad")
     with pytest.raises(data.DataError, match="00002.ppm is not a readable image"):
         data.load_gtsrb("test", root=tmp_path)
+
+
+# --------------------------------------------------------------------------- Caltech-256
+
+CALTECH_NAMES = ["001.ak47", "002.american-flag", "003.backpack", "004.baseball-bat",
+                 "005.baseball-glove", "257.clutter"]
+
+
+def write_caltech256(root, per_category=(160, 4, 30, 20, 12, 40), grey=(1,)):
+    """torchvision's Caltech-256 layout: ``caltech256/256_ObjectCategories/NNN.name/NNN_XXXX.jpg``
+    numbered from 1, photos of various sizes (some grey). Pixel value = 40 * category + 1 for
+    images within the first 150 of their category, 250 beyond (to check the cut)."""
+    from PIL import Image
+    base = root / "caltech256" / "256_ObjectCategories"
+    for c, (name, n) in enumerate(zip(CALTECH_NAMES, per_category)):
+        d = base / name
+        d.mkdir(parents=True)
+        for i in range(1, n + 1):
+            value = 40 * c + 1 if i <= 150 else 250
+            shape = (30 + i % 7, 41) if c in grey else (30 + i % 7, 41, 3)
+            Image.fromarray(np.full(shape, value, np.uint8)).save(d / f"{c + 1:03d}_{i:04d}.jpg",
+                                                                 quality=100)
+    return base
+
+
+def test_caltech256_loader_takes_the_first_images_of_each_category(tmp_path):
+    write_caltech256(tmp_path)
+    assert data.caltech256_categories(tmp_path) == CALTECH_NAMES
+    ds = data.load_caltech256([0, 1], per_category=150, root=tmp_path, side=16)
+    assert ds.images.shape == (154, 3, 16, 16) and ds.images.dtype == torch.uint8
+    assert ds.labels.tolist() == [0] * 150 + [1] * 4
+    # only the first 150 of category 0 (value 1; the rest are 250); grey category 1 became RGB
+    assert abs(ds.images[ds.labels == 0].float().mean().item() - 1) < 2
+    assert abs(ds.images[ds.labels == 1].float().mean().item() - 41) < 2
+    everything = data.load_caltech256([0], per_category=None, root=tmp_path, side=16)
+    assert len(everything.labels) == 160
+
+
+def test_caltech256_errors_name_the_problem(tmp_path):
+    with pytest.raises(data.DataError, match="caltech256 not found|not found"):
+        data.load_caltech256([0], root=tmp_path)
+    base = write_caltech256(tmp_path)
+    with pytest.raises(data.DataError, match="unknown Caltech-256 categories"):
+        data.load_caltech256([6], root=tmp_path)
+    (base / "002.american-flag" / "002_0003.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(data.DataError, match="002_0003.jpg is missing or unreadable"):
+        data.load_caltech256([1], root=tmp_path, side=8)
+
+
+def test_caltech_protocol_has_half_clutter_outliers_and_is_seeded(tmp_path):
+    from adlib.protocols import caltech_outliers
+    write_caltech256(tmp_path)
+    split = caltech_outliers(1, seed=0, root=tmp_path, side=16)
+    again = caltech_outliers(1, seed=0, root=tmp_path, side=16)
+    assert torch.equal(split.X_train, again.X_train) and (split.y_test == again.y_test).all()
+    inlier = CALTECH_NAMES.index(split.info["inliers"][0])
+    assert split.y_test.mean() == 0.5                     # outliers make half the test set
+    assert (split.test_classes[split.y_test == 1] == 5).all()   # all from 257.clutter
+    assert (split.test_classes[split.y_test == 0] == inlier).all()
+    n_inliers = min(150, (160, 4, 30, 20, 12)[inlier])
+    assert len(split.X_train) + len(split.X_val) + (split.y_test == 0).sum() == n_inliers
+    three = caltech_outliers(3, seed=1, root=tmp_path, side=16, per_category=10)
+    assert len(three.info["inliers"]) == 3 and "257.clutter" not in three.info["inliers"]
+    with pytest.raises(ValueError, match="object categories"):
+        caltech_outliers(6, root=tmp_path, side=16)
