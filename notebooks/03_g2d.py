@@ -210,9 +210,12 @@ if HAVE_DATA:
 # ## Step 7: every digit, from the committed benchmark runs
 #
 # ```
-# python -m adlib bench g2d --dataset mnist --classes all --seeds 0 --outlier-ratios 0.1 0.2 0.3 0.4 0.5
+# python -m adlib bench g2d --dataset mnist --classes all --seeds 0 1 2 --outlier-ratios 0.1 0.2 0.3 0.4 0.5
 # python -m adlib bench ocsvm --dataset mnist --classes all --seeds 0 --outlier-ratios 0.1 0.2 0.3 0.4 0.5 --variant outlier_ratios
 # ```
+#
+# The committed G2D rows were run on a GPU (the row's `gpu` field); the baselines' on the same
+# test subsets (`outlier_ratio_indices` with the same seed).
 
 # %%
 frames = []
@@ -220,16 +223,107 @@ for path in sorted(RESULTS.glob("*_mnist.jsonl")):
     df = load_results(path)
     if "by_outlier_ratio" in df and df["by_outlier_ratio"].notna().any():
         frames.append(df[df["by_outlier_ratio"].notna() & ~df["quick"]])
-if frames:
-    full = pd.concat(frames, ignore_index=True)
-    long = pd.DataFrame([{"method": r["method"], "normal_class": r["normal_class"],
-                          "seed": r["seed"], "ratio": float(k), **v}
-                         for _, r in full.iterrows() for k, v in r["by_outlier_ratio"].items()])
-    display(long.groupby(["method", "ratio"])[["f1", "auroc"]].mean().unstack("ratio").round(3))
-    display(per_class_table(full[full["method"] == "g2d"]) if (full["method"] == "g2d").any()
-            else "no G2D rows yet")
-else:
+full = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+if full.empty:
     print("No outlier-share runs are committed yet (results/*_mnist.jsonl with by_outlier_ratio).")
+else:
+    long = pd.DataFrame([{"method": r["method"], "normal_class": r["normal_class"],
+                          "seed": r["seed"], "outlier share": float(k), **v}
+                         for _, r in full.iterrows() for k, v in r["by_outlier_ratio"].items()])
+    means = long.groupby(["method", "outlier share"])[["f1", "auroc"]].mean()
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    for name, group in means.reset_index().groupby("method"):
+        axes[0].plot(100 * group["outlier share"], group["f1"], "o-", label=name)
+        axes[1].plot(100 * group["outlier share"], 100 * group["auroc"], "o-", label=name)
+    axes[0].set(title="F1 against the outlier share (Fig 5), mean of 10 digits",
+                xlabel="outliers in the test set (%)", ylabel="F1 (anomaly class)", ylim=(0, 1))
+    axes[1].set(title="AUROC against the outlier share, mean of 10 digits",
+                xlabel="outliers in the test set (%)", ylabel="AUROC (%)")
+    axes[0].legend()
+    plt.tight_layout()
+    plt.show()
+    display(means.unstack("outlier share").round(3))
+    if (full["method"] == "g2d").any():
+        display(per_class_table(full[full["method"] == "g2d"]))
+
+# %% [markdown]
+# **What the runs say.** G2D's probability of "irregular" ranks the test images well enough
+# (AUROC above), but at the paper's threshold `alpha = 0.5` it calls almost no real digit
+# irregular: its F1 is near 0 at every share. D learns to tell *generated* images from *real*
+# ones, and every real image, of any digit, looks real. The paper's claim that G2D's F1 barely
+# drops as outliers grow holds only in this trivial sense. The baselines threshold at the 90%
+# quantile of their training scores, and their F1 rises with the share, as precision does.
+#
+# Which epochs did the rule pick, per digit? With 30 GAN epochs the loss is still falling at
+# the end: no epoch reaches the "normal-looking" regime, so every epoch with an `i + h` is used.
+
+# %%
+if not full.empty and (full["method"] == "g2d").any():
+    picked = []
+    for _, r in full[full["method"] == "g2d"].iterrows():
+        sel = r["generator_selection"]
+        regimes = pd.Series(sel["regimes"])
+        boundary = [i + 1 for i, g in enumerate(sel["regimes"]) if g == "boundary"]
+        picked.append({"digit": r["normal_class"], "seed": r["seed"],
+                       "far": int((regimes == "far").sum()), "boundary": len(boundary),
+                       "normal-looking": int((regimes == "normal-looking").sum()),
+                       "boundary epochs (1-based)": f"{boundary[0]}-{boundary[-1]}"
+                       if boundary else "none",
+                       "selected": len(sel["selected"])})
+    display(pd.DataFrame(picked).sort_values(["digit", "seed"]).set_index(["digit", "seed"]))
+
+# %% [markdown]
+# ## Step 8: Caltech-256 (Table 2)
+#
+# `n` random categories are the inliers (the first 150 images of each), `257.clutter` gives
+# the outliers, which make half of the test set; three repetitions. Caltech-256 is not in the
+# offline data: the cell below runs when a copy in torchvision's layout
+# (`$ADLIB_DATA/caltech256/256_ObjectCategories/`) is present, and says so otherwise. How the
+# paper split inliers between training and test is not said; ours tests half of them.
+
+# %%
+from adlib.papers import G2D_TABLE_2
+from adlib.protocols import caltech_outliers
+
+try:
+    rows = []
+    for n in ([1] if QUICK else [1, 3, 5]):
+        for rep in ([0] if QUICK else [0, 1, 2]):
+            cal = caltech_outliers(n, seed=rep, root=DATA_ROOT, preprocess=G2D.preprocess)
+            det = G2D(gan_epochs=gan_epochs, h=h, num_epochs=d_epochs, seed=rep).fit(
+                cal.X_train, cal.X_val)
+            s = det.score(cal.X_test)
+            rows.append({"n": n, "repetition": rep, "AUC": metrics.auroc(cal.y_test, s),
+                         "F1": metrics.f1_at_threshold(cal.y_test, s, det.threshold_)})
+    ours = pd.DataFrame(rows).groupby("n")[["AUC", "F1"]].mean().add_prefix("ours ")
+    display(pd.DataFrame(G2D_TABLE_2).T.add_prefix("paper ").join(ours).round(3))
+except DataError as err:
+    print(f"NOTE: Caltech-256 is not available here, so Table 2 is not run.\n  {err}")
+    display(pd.DataFrame(G2D_TABLE_2).T.add_prefix("paper ").rename_axis("n inlier categories"))
+
+# %% [markdown]
+# ## Step 9: UCSD Ped2 (Table 1)
+#
+# Patches of 30 x 30 from the moving regions of the training frames are the normal data (the
+# video chapter's protocol, `notebooks/07_video_ucsd_ped2.py`); a frame's score is its most
+# irregular patch. From the committed run:
+#
+# ```
+# python -m adlib bench g2d --dataset ucsd_ped2 --seeds 0
+# ```
+
+# %%
+from adlib.papers import video_table
+
+path = RESULTS / "g2d_ucsd_ped2.jsonl"
+ped2 = load_results(path) if path.exists() else pd.DataFrame()
+if ped2.empty:
+    print("no G2D run on UCSD Ped2 is committed yet")
+    display(video_table().loc[["G2D (paper)"]])
+else:
+    ours = pd.DataFrame({"AUROC (%)": [100 * ped2["auroc"].mean()],
+                         "EER (%)": [100 * ped2["eer"].mean()]}, index=["G2D (ours)"])
+    display(video_table(ours).loc[["G2D (paper)", "G2D (ours)"]].round(2))
 
 # %% [markdown]
 # ## What differs from the paper
@@ -241,8 +335,12 @@ else:
 #   by the largest and assigns it to the nearest of `eps = (1, 0.1, 0.01)` on a log scale;
 #   epochs before the loss's peak count as far-away noise.
 # * **Epochs**: an epoch is one critic pass over the normals (the paper gives no GAN budget);
-#   `m` totals the number of training normals.
+#   `m` totals the number of training normals. A longer GAN (150 epochs), the usual widths
+#   (64, 128), and boundary generators only were each tried on a development split of training
+#   images (never the test split); all three gave lower AUROC than the 30-epoch default
+#   (`results/g2d_dev_mnist.jsonl`), and none moved F1 off 0.
 # * **D's epoch** is chosen on held-out normals and generated samples, never on real anomalies.
+# * **F1 at alpha = 0.5** is near 0 in our runs (step 7); the paper's Fig 5 reports F1 near 0.9.
 #
 # ## Exercises
 #
@@ -252,3 +350,5 @@ else:
 #    (4 and 9)?
 # 3. Replace the per-sample gradient norm by the channel-only norm of the widely copied
 #    version. Does the critic's loss curve, and with it the selection, change?
+# 4. Threshold G2D's probability at the 90% quantile of held-out normals' scores instead of
+#    0.5. Does its F1 now behave like the baselines'?
