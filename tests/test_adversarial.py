@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 import torch
+from test_data import write_gtsrb
 
 from adlib import adversarial, data
-from tests.test_data import write_gtsrb
 
 
 def test_boundary_attack_changes_the_prediction_of_a_fixed_classifier():
