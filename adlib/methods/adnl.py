@@ -34,7 +34,7 @@ Choices the paper leaves open, and what we chose (named in the notebook too):
 
 What we measured (``results/adnl_mnist.jsonl``, notebook step 9), with 100 labelled anomalies,
 3 seeds: the unsupervised AAE reaches a mean AUROC of 76.5% over the ten anomaly digits (paper
-49.7; digit 1 fails in both: 15.9 vs 17.1), negative learning 96.1% (paper 99.1), short on the
+49.7; digit 1 fails in both: 15.9 vs 17.1), negative learning 96.4% (paper 99.1), short on the
 digits that resemble others (1, 9, 7, 3). The scaled negative loss is not better than the naive
 one here (94.2 vs 96.2, seed 0).
 """
