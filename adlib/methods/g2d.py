@@ -45,9 +45,9 @@ the epoch with the lowest NLL on held-out normals and held-out irregular samples
 anomaly). Inputs are scaled to [-1, 1].
 
 What we measured (``results/g2d_mnist.jsonl``, notebook step 7) and how it differs from the
-paper: D ranks MNIST test images fairly (mean AUROC 87.1% over ten digits, 3 seeds), but at ``alpha =
-0.5`` it calls almost no real image irregular, so its F1 is 0 at every outlier share, where the
-paper's Fig 5 shows about 0.9. D separates *generated* from *real* images, and every real
+paper: D ranks MNIST test images fairly (mean AUROC 87.1% over ten digits, 3 seeds), but at
+``alpha = 0.5`` it calls almost no real image irregular, so its F1 is 0 at every outlier share,
+where the paper's Fig 5 shows about 0.9. D separates *generated* from *real* images, and every real
 digit looks real. With 30 epochs no epoch reaches the "normal-looking" regime, so every epoch
 is selected. Tried on a development split of training images (never the test split): 150 GAN
 epochs, DCGAN's usual widths (64, 128), and boundary generators only (``regimes``); each gave a
