@@ -13,7 +13,7 @@ but is classified as something else.
 * :func:`gtsrb_stop_signs` -- the protocol: train on the training stop signs, test on the test
   stop signs (normal) and ``n_adversarial`` adversarial examples of randomly drawn test stop
   signs (anomalies; Deep SVDD uses 20). The adversarial images are cached in the project's
-  cache folder, keyed by the data's digest and every setting.
+  cache folder (:func:`adlib.data._cached`), keyed by the data's digests and every setting.
 
 GTSRB is not in the offline data: this is tested on generated files in torchvision's layout.
 """
@@ -29,7 +29,7 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from .data import GTSRB_STOP, DataError, ImageSet, cache_dir, load_gtsrb
+from .data import GTSRB_STOP, DataError, ImageSet, _cached, load_gtsrb
 from .protocols import OneClassSplit, Preprocess
 from .training import seed_everything
 
@@ -132,17 +132,11 @@ def gtsrb_stop_signs(seed: int = 0, *, n_adversarial: int = 20, steps: int = 500
     settings = {"seed": seed, "n": n_adversarial, "steps": steps, "epochs": classifier_epochs,
                 "side": side, "train": train.info.get("digest"), "test": test.info.get("digest")}
     key = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
-    path = cache_dir() / "adversarial" / f"gtsrb-stop-{key}.pt"
-    if path.exists():
-        cached = torch.load(path, weights_only=True)
-        adversarial, attacked = cached["images"], cached["attacked"]
-    else:
-        adversarial, attacked = _adversarial_stop_signs(train, test, n_adversarial, seed, steps,
-                                                        classifier_epochs, verbose)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        torch.save({"images": adversarial, "attacked": attacked}, tmp)
-        tmp.replace(path)
+    # the images and the test indices they came from, cached like decoded datasets
+    adversarial, attacked = _cached(
+        f"gtsrb-stop-adversarial-{key}",
+        lambda: _adversarial_stop_signs(train, test, n_adversarial, seed, steps,
+                                        classifier_epochs, verbose))
     rng = np.random.default_rng(seed)
     perm = rng.permutation(normal_train)
     n_val = int(round(val_size * len(perm)))

@@ -30,6 +30,7 @@ def test_gtsrb_stop_sign_protocol_tests_normals_against_adversarial_ones(tmp_pat
     attacked = split.info["attacked"]
     assert set(attacked) <= set(np.flatnonzero(np.array([14, 3, 14, 42, 0, 14] * 2) == 14))
     # cached: a second call reads the same adversarial images without attacking again
+    assert list((data.cache_dir() / "decoded").glob("gtsrb-stop-adversarial-*.pt"))
     again = adversarial.gtsrb_stop_signs(seed=0, n_adversarial=3, steps=30,
                                          classifier_epochs=2, root=tmp_path)
     assert torch.equal(split.X_test, again.X_test)
