@@ -594,7 +594,8 @@ def load_caltech256(categories, per_category: int | None = 150, root=None,
     if unknown:
         raise DataError(f"unknown Caltech-256 categories {unknown}: there are "
                         f"{len(ds.categories)} (0..{len(ds.categories) - 1})")
-    empty = [ds.categories[c] for c in categories if c not in set(ds.y)]
+    present = set(ds.y)
+    empty = [ds.categories[c] for c in categories if c not in present]
     if empty:
         raise DataError(f"Caltech-256 categories {empty} hold no .jpg image: empty category")
     digest = tree_digest(folder)

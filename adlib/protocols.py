@@ -359,10 +359,10 @@ def caltech_outliers(n_inliers: int, seed: int = 0, *, per_category: int = 150,
     categories = sorted(rng.choice(objects, size=n_inliers, replace=False).tolist())
     inliers = load_caltech256(categories, per_category, root=root, side=side)
     clutter = load_caltech256([clutter_idx], None, root=root, side=side)
-    keep = np.flatnonzero(np.isin(inliers.labels.numpy(), categories))
-    if len(keep) < 3:
-        raise DataError(f"categories {categories} hold {len(keep)} images: too few to split")
-    perm = rng.permutation(keep)
+    if len(inliers.labels) < 3:
+        raise DataError(f"categories {categories} hold {len(inliers.labels)} images: too few "
+                        "to split")
+    perm = rng.permutation(len(inliers.labels))
     n_test = max(1, int(round(test_share * len(perm))))
     test_in, rest = np.sort(perm[:n_test]), perm[n_test:]
     n_val = int(round(val_size * len(rest)))

@@ -202,7 +202,6 @@ class ADNL(BaseDeepDetector):
         self.gen_optimizer_ = torch.optim.Adam(net.encoder.parameters(), lr=self.lr, betas=betas)
         return torch.optim.Adam(ae, lr=self.lr, betas=betas), None
 
-
     def training_step(self, batch, epoch):
         """Positive step, the two prior-matching steps, then a negative step (Algorithm 1)."""
         net, out = self.network_, {}

@@ -206,7 +206,6 @@ class OCLR(BaseDeepDetector):
                                                  self._batches(X_train, False), self.center_eps))
         self.network_.train()
 
-
     def training_step(self, batch, epoch):
         """D, then D', then G on the same batch; every term of eq. 1 logged."""
         net, out = self.network_, {}
