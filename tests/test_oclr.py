@@ -73,3 +73,18 @@ def test_bad_weights_and_sizes_raise():
         tiny(w_irec=0, w_adv=0, w_zrec=0, w_c=0, w_dual=0).fit(X)
     with pytest.raises(ValueError, match="divisible by 8"):
         tiny().fit(ramp_images(16, side=12))
+
+
+def test_score_uses_the_generator_alone_when_the_auxiliary_autoencoder_is_not_trained():
+    X = ramp_images(16, side=16) * 2 - 1
+    plain = tiny(num_epochs=1, w_zrec=0, w_c=0, w_dual=0).fit(X)
+    assert not plain.trains_auxiliary
+    with torch.no_grad():
+        plain.network_.eval()
+        expected = (plain.network_.generator(X) - X).abs().flatten(1).mean(1).numpy()
+    assert plain.score(X) == pytest.approx(expected, abs=1e-6)
+    full = tiny(num_epochs=1).fit(X)
+    with torch.no_grad():
+        full.network_.eval()
+        through_aux = (full.network_(X) - X).abs().flatten(1).mean(1).numpy()
+    assert full.trains_auxiliary and full.score(X) == pytest.approx(through_aux, abs=1e-6)

@@ -219,7 +219,7 @@ class OCLR(BaseDeepDetector):
             out["d_loss"] = self.optimizer_step(
                 self.d_optimizer_, F.binary_cross_entropy_with_logits(logits, target), epoch,
                 "discriminator loss")
-        if self.w_dual > 0 or self.w_zrec > 0:
+        if self.trains_auxiliary:
             with torch.no_grad():
                 fake = g(batch)
             girec = (batch - aux(batch)).abs().mean()
@@ -247,9 +247,17 @@ class OCLR(BaseDeepDetector):
         out.update({f"L_{name}": float(value.detach()) for name, value in terms.items()})
         return out
 
+    @property
+    def trains_auxiliary(self) -> bool:
+        """Whether ``D'`` is a player: only a composition with ``L_zrec`` or ``L_dual`` has one."""
+        return self.w_dual > 0 or self.w_zrec > 0
+
     def batch_scores(self, batch):
-        """``|x - D'(G(x))|`` averaged per image (section 3.1)."""
-        return _l1(self.network_(batch), batch)
+        """``|x - D'(G(x))|`` averaged per image (section 3.1); ``|x - G(x)|`` when ``D'`` is
+        not trained (the ``irec + adv`` row of Table 1 has no auxiliary autoencoder)."""
+        net = self.network_
+        recon = net(batch) if self.trains_auxiliary else net.generator(batch)
+        return _l1(recon, batch)
 
     def validation_metric(self, X_val):
         """Mean score of held-out normals (lower is better; no anomaly is seen)."""
