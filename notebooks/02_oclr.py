@@ -19,13 +19,19 @@
 #
 # with `w = (1, 5, 1, 0.05, 1)` and `k = 0.4`. The anomaly score is the error of
 # `D'(G(x))` against `x`. The code lives in `adlib/methods/oclr.py`.
+#
+# **One deviation matters for every number below.** With `k` fixed at 0.4 the auxiliary
+# autoencoder learns to distort *every* reconstruction, normal ones included, and the score
+# ranks normal digits above anomalies. We let `k` follow BEGAN's proportional control instead
+# (`began_gamma = 0.4`), a choice made on a development split of training images (Step 4),
+# never on test labels.
 
 # %% tags=["parameters"]
 QUICK = False            # quick mode: small subsets, 2 epochs (CI)
 DATA_ROOT = None         # None: use $ADLIB_DATA
 NORMAL_CLASS = 5         # MNIST digit taken as normal (Table 1 uses 5 and 3)
 SEED = 0
-EPOCHS = 15              # the paper gives no budget
+EPOCHS = 5               # the paper gives no budget; the CPU benchmark runs 5
 MAX_TRAIN_QUICK = 1000   # training normals in quick mode
 MAX_TEST_QUICK = 1500    # test images in quick mode (stratified)
 
@@ -93,7 +99,7 @@ if HAVE_DATA:
     plots.training_curves(full.history_, "OCLR: generator's terms per epoch",
                           keys=keys[:5], ax=axes[0])
     plots.training_curves(full.history_, "OCLR: critics' losses and validation score",
-                          keys=["d_loss", "dual", "val_metric"], ax=axes[1])
+                          keys=["d_loss", "dual", "k", "val_metric"], ax=axes[1])
     plt.tight_layout()
     plt.show()
     full_scores = full.score(split.X_test)
@@ -146,14 +152,63 @@ if HAVE_DATA:
     plt.show()
 
 # %% [markdown]
-# ## Step 5: the full one-class results (Fig 3), from the committed benchmark runs
+# ### Why `k` is not fixed: the development split
+#
+# `python -m adlib bench oclr --dev` trains on part of the normal training images and
+# evaluates on held-out normal training images against training images of the other classes:
+# no test image is touched. The full model with `k` fixed at 0.4 (the paper) against BEGAN's
+# control of `k` (ours), 2000 training images, 6 epochs, seed 0:
+
+# %%
+dev = load_results(*[RESULTS / f"oclr_dev_{d}.jsonl" for d in ["mnist", "cifar10"]
+                     if (RESULTS / f"oclr_dev_{d}.jsonl").exists()])
+if dev.empty:
+    print("no development-split runs are committed")
+else:
+    dev_table = (dev.assign(auroc=100 * dev["auroc"])
+                 .pivot_table(index="variant", columns=["dataset", "normal_class"],
+                              values="auroc"))
+    dev_table["mean"] = dev_table.mean(axis=1)
+    display(dev_table.round(1))
+
+# %% [markdown]
+# ## Step 5: Table 1 and the full one-class results (Fig 3), from the committed benchmark runs
+#
+# Table 1 over three seeds, on 2 CPU cores with 5 epochs a run:
 #
 # ```
-# python -m adlib bench oclr --dataset mnist --classes all --seeds 0
-# python -m adlib bench oclr --dataset cifar10 --classes all --seeds 0
+# python -m adlib bench oclr --dataset mnist --classes 5 3 --seeds 0 1 2 --epochs 5 \
+#     --variant irec+adv --set w_zrec=0 w_c=0 w_dual=0      # and the other compositions
+# python -m adlib bench oclr --dataset cifar10 --classes 6 2 --seeds 0 1 2 --epochs 5 --variant full
 # ```
 #
 # CIFAR-10 here is the book's JPEG copy (quality 75), which every CIFAR-10 number says.
+
+# %%
+VARIANTS = dict(zip(["irec+adv", "irec+adv+zrec", "irec+adv+zrec+c", "full"], COMPOSITIONS))
+TABLE_1_CLASSES = {("mnist", 5): "MNIST 5", ("mnist", 3): "MNIST 3",
+                   ("cifar10", 6): "CIFAR-10 frog", ("cifar10", 2): "CIFAR-10 bird"}
+oclr_files = [RESULTS / f"oclr_{d}.jsonl" for d in ["mnist", "cifar10"]]
+oclr_rows = load_results(*[p for p in oclr_files if p.exists()])
+if oclr_rows.empty:
+    print("no OCLR benchmark runs are committed yet; the paper's Table 1:")
+    display(PAPER_TABLE_1)
+else:
+    oclr_rows = oclr_rows[~oclr_rows["quick"]]
+    cells = {}
+    for (dataset, cls), column in TABLE_1_CLASSES.items():
+        for variant, name in VARIANTS.items():
+            r = oclr_rows[(oclr_rows["dataset"] == dataset) & (oclr_rows["normal_class"] == cls)
+                          & (oclr_rows["variant"] == variant)]["auroc"]
+            if len(r):
+                cells[(name, f"{column} ours")] = (f"{r.mean():.3f} ± {r.std(ddof=0):.3f} "
+                                                   f"(n={len(r)})")
+            cells[(name, f"{column} paper")] = f"{PAPER_TABLE_1.loc[name, column]:.2f}"
+    table_1 = pd.Series(cells).unstack()
+    ordered = [c for col in TABLE_1_CLASSES.values() for c in (f"{col} ours", f"{col} paper")
+               if c in table_1.columns]
+    print("Table 1: AUROC, mean ± std over seeds (ours) beside the paper")
+    display(table_1.loc[list(COMPOSITIONS), ordered])
 
 # %%
 for dataset in ["mnist", "cifar10"]:
@@ -162,12 +217,13 @@ for dataset in ["mnist", "cifar10"]:
     frames = [load_results(p) for p in files if p.exists()]
     rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     if not rows.empty:
-        rows = rows[(~rows["quick"]) & (rows["variant"] == "default")]
+        is_oclr = rows["method"] == "oclr"
+        rows = rows[(~rows["quick"]) & ((is_oclr & (rows["variant"] == "full"))
+                                        | (~is_oclr & (rows["variant"] == "default")))]
+        rows = rows[(rows["method"] != "oclr") | (rows["seed"] == 0)]  # the one-seed sweep
     if rows.empty or not (rows["method"] == "oclr").any():
         print(f"{dataset}: no full OCLR runs are committed yet")
-        if not rows.empty:
-            display(per_class_table(rows).round(2))
-        continue
+    print(f"{dataset}: one-class AUROC (%) per normal class, beside the book's other methods")
     display(per_class_table(rows).round(2))
 
 # %% [markdown]
@@ -198,13 +254,20 @@ except DataError as err:
 #
 # * **Networks** (not given): DCGAN-style at 32 x 32, code of 64; see the module docstring.
 # * **Adversarial loss for G**: the non-saturating `-log D(G(x))`; **dual loss for G**: BEGAN's
-#   `||G(x) - D'(G(x))||_1`; `k` fixed at 0.4 as the paper states (BEGAN adapts it).
+#   `||G(x) - D'(G(x))||_1`.
+# * **`k`**: the paper fixes it at 0.4; we let it follow BEGAN's proportional control
+#   (`began_gamma = 0.4`, chosen on the development split above). Under the control `k` stays
+#   near 0, so `D'` mostly learns to reconstruct inputs. `began_gamma=None` restores the paper.
+# * **`irec + adv`** has no auxiliary autoencoder, so that row scores `|x - G(x)|`.
 # * **Score**: the mean absolute error of `D'(G(x))` against `x`.
-# * **Model selection** on held-out normals only; **budget** 15 epochs (not given).
+# * **Model selection** on held-out normals only; **budget** (not given): 5 epochs in the CPU
+#   benchmark, 15 by default on a GPU.
+# * **Data**: CIFAR-10 is the book's JPEG copy (quality 75); GTSRB is not in the offline data.
 #
 # ## Exercises
 #
-# 1. Set `k = 0` and `k = 1`. What does the dual loss do to the score histogram?
+# 1. Train with the paper's fixed `k` (`began_gamma=None`, `k=0.4`), then with `k=1`. What
+#    does the dual loss do to the score histogram of normal digits?
 # 2. Replace `c` by the origin (`center_eps` large, all coordinates pushed to the guard). Does
 #    the latent regularizer still help?
 # 3. Score with `|x - G(x)|` instead of `|x - D'(G(x))|`. Which is better, and why might the
