@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import copy
 import datetime as dt
 import json
 import os
@@ -32,13 +33,24 @@ from . import __version__
 from .data import DATASETS, DataError, load_dataset
 from .metrics import evaluate, f1_at_threshold
 from .protocols import (anomaly_class, development_split, one_class, outlier_ratio_indices,
-                        resolve_classes)
+                        Preprocess, resolve_classes, transfer)
 from .registry import available_detectors, detector_class, get_detector
 from .results import append_row, load_results, per_class_table, read_rows, run_key
 from .video import (VIDEO_DATASETS, frame_metrics, frame_scores, load_ucsd, score_clips,
                     motion_in_test_clips, ucsd_patches)
 
-__all__ = ["provenance", "run_one", "run_grid", "run_video", "main"]
+__all__ = ["provenance", "run_one", "run_grid", "run_video", "run_transfer", "main"]
+
+#: IWAD Table 1's anomaly rates of the target domain.
+TRANSFER_RATES = (0.05, 0.15, 0.25, 0.35, 0.45)
+#: How a detector that is not a transfer method is trained in the transfer protocol (IWAD
+#: Table 1's baselines): on the source normals and applied to the target ("source", MemAE
+#: directly), then fine-tuned on the unlabelled target mixture ("finetune"), on the unlabelled
+#: target mixture ("target", Isolation Forest), or on the target's normals ("target_normals",
+#: the semi-supervised reference).
+TRANSFER_MODES = ("source", "finetune", "target", "target_normals")
+#: Every method of the transfer grid sees the same input: IWAD's 28 x 28, three channels, [-1, 1].
+TRANSFER_PREPROCESS = Preprocess(size=28, channels=3, scale="pm1")
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -182,6 +194,9 @@ def run_grid(method: str, dataset: str, classes="all", seeds=(0,), *, quick: boo
                          verbose=verbose, protocol=protocol)
     cls, params, out = _prepare(method, dataset, params, quick, out)
     few_shot = cls.learning_type == "few_shot"
+    if cls.learning_type == "transfer":
+        raise ValueError(f"{cls.name} is a transfer method: run it with --transfer SOURCE TARGET "
+                         "(run_transfer)")
     if protocol and not few_shot:
         raise ValueError(f"protocol options {sorted(protocol)} apply to video datasets and "
                          "few-shot methods only")
@@ -290,6 +305,112 @@ def run_video(method: str, dataset: str = "ucsd_ped2", seeds=(0,), *, quick: boo
     return out
 
 
+def _transfer_fit(cls, mode: str, split, seed: int, params: dict, quick: bool, verbose: bool,
+                  source_model=None):
+    """A detector fitted on ``split`` the way ``mode`` says (see :data:`TRANSFER_MODES`);
+    ``source_model`` (fitted on the source) is copied for ``"finetune"``."""
+    if cls.learning_type == "transfer":
+        detector = get_detector(cls.name, seed=seed, **params)
+        for name, value in (("quick", quick), ("verbose", verbose)):
+            if name in detector.get_params():
+                detector.set_params(**{name: value})
+        return detector.fit(split.X_source, split.X_target, split.X_val)
+    if mode == "finetune":
+        detector = copy.deepcopy(source_model)
+        started = time.perf_counter()
+        detector.fine_tune(split.X_target)
+        detector.fit_seconds_ = source_model.fit_seconds_ + time.perf_counter() - started
+        return detector
+    X_train, X_val = {"source": (split.X_source, split.X_val),
+                      "target": (split.X_target, None),
+                      "target_normals": (split.X_target_normals, None)}[mode]
+    return _fitted(cls.name, _Fit(X_train, X_val), seed, params, quick, verbose)
+
+
+class _Fit:
+    """The two arrays :func:`_fitted` reads."""
+
+    def __init__(self, X_train, X_val):
+        self.X_train, self.X_val = X_train, X_val
+
+
+def run_transfer(method: str, source: str, target: str, rates=TRANSFER_RATES, seeds=(0,), *,
+                 mode: str | None = None, normal_classes=(0,), quick: bool = False,
+                 params: dict | None = None, variant: str = "default", out: str | None = None,
+                 max_train: int | None = None, max_test: int | None = None, root=None,
+                 verify: bool = True, verbose: bool = True) -> Path:
+    """IWAD's transfer grid (section 4.1, :func:`adlib.protocols.transfer`): one row per
+    (normal class, seed, anomaly rate), in ``results/<method>_<source>2<target>.jsonl``.
+
+    A transfer method (``learning_type == "transfer"``, IWAD) is fitted on the source normals and
+    the unlabelled target mixture. Every method sees :data:`TRANSFER_PREPROCESS`'s input. Any
+    other detector needs a ``mode`` of
+    :data:`TRANSFER_MODES`; the source-trained model of ``"source"`` and ``"finetune"`` is
+    fitted once per (class, seed) and reused across rates. The mode is folded into the variant's
+    name; ``max_train`` caps the source and the target normals alike.
+    """
+    cls, params, _ = _prepare(method, source, params, quick, out)
+    task = f"{source}2{target}"
+    out = Path(out or REPO / "results" / f"{cls.name}_{task}.jsonl")
+    if cls.learning_type == "transfer":
+        if mode not in (None, "transfer"):
+            raise ValueError(f"{cls.name} is a transfer method: it takes no mode ({mode!r})")
+        mode = "transfer"
+    elif mode not in TRANSFER_MODES:
+        raise ValueError(f"{cls.name} is not a transfer method: give a mode, one of "
+                         f"{', '.join(TRANSFER_MODES)} (got {mode!r})")
+    elif mode == "finetune" and not hasattr(cls, "fine_tune"):
+        raise ValueError(f"{cls.name} cannot be fine-tuned (no fine_tune method); use MemAE")
+    if not rates or any(not 0 < r < 1 for r in rates):
+        raise ValueError(f"anomaly rates {list(rates)} must lie in (0, 1)")
+    variant = variant if mode == "transfer" else (
+        mode if variant == "default" else f"{variant}+{mode}")
+    sets = {(d, part): load_dataset(d, part, root=root, verify=verify)
+            for d in (source, target) for part in ("train", "test")}
+    done = {r.get("key") for r in read_rows(out)}
+    key = lambda c, s, r: run_key(cls.name, task, c, s, f"{variant}@rate={r}", quick)  # noqa: E731
+    grid = [(c, s) for c in normal_classes for s in seeds]
+    todo = [(c, s) for c, s in grid if any(key(c, s, r) not in done for r in rates)]
+    n_done = sum(key(c, s, r) in done for c, s in grid for r in rates)
+    print(f"{cls.name} ({variant}) on {source} -> {target}: {len(grid) * len(rates)} runs, "
+          f"{n_done} already in {out}")
+    base = provenance()
+    for c, s in tqdm(todo, desc=f"{cls.name}/{task}", unit="seed", disable=not verbose):
+        source_model = None
+        for r in rates:
+            if key(c, s, r) in done:
+                continue
+            wall = time.perf_counter()
+            split = transfer(source, target, r, s, normal_class=c, preprocess=TRANSFER_PREPROCESS,
+                             max_source=max_train, max_target=max_train, max_test=max_test,
+                             sets=sets)
+            if mode in ("source", "finetune") and source_model is None:
+                source_model = _transfer_fit(cls, "source", split, s, params, quick, verbose)
+            detector = (source_model if mode == "source" else
+                        _transfer_fit(cls, mode, split, s, params, quick, verbose, source_model))
+            started = time.perf_counter()
+            scores = detector.score(split.X_test)
+            row = {"key": key(c, s, r), "method": cls.name, "dataset": task, "source": source,
+                   "target": target, "normal_class": c, "class_name": str(c), "seed": s,
+                   "anomaly_rate": r, "mode": mode, "variant": variant, "quick": quick,
+                   **evaluate(split.y_test, scores),
+                   "fit_s": round(detector.fit_seconds_, 3),
+                   "score_s": round(time.perf_counter() - started, 3),
+                   **_training_record(detector), "protocol": split.info,
+                   "wall_s": round(time.perf_counter() - wall, 3),
+                   "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+                                        / 1024, 1),
+                   "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                   **base}
+            for attr in ("eta_", "beta_"):
+                if getattr(detector, attr, None) is not None:
+                    row[attr.rstrip("_")] = float(getattr(detector, attr))
+            append_row(out, row)
+            tqdm.write(f"  class {c} seed {s} rate {r}: AUROC {100 * row['auroc']:.2f} "
+                       f"({row['wall_s']:.0f} s)")
+    return out
+
+
 def _parse_set(items) -> dict:
     params = {}
     for item in items or []:
@@ -323,6 +444,13 @@ def main(argv=None) -> int:
                         "split (to choose hyperparameters without test labels)")
     b.add_argument("--protocol", nargs="*", metavar="KEY=VALUE",
                    help="video protocol options, e.g. stride=25 (see adlib.video.ucsd_patches)")
+    b.add_argument("--transfer", nargs=2, metavar=("SOURCE", "TARGET"),
+                   help="IWAD's transfer protocol from SOURCE to TARGET (e.g. mnist usps); "
+                        "--classes then names the normal class (default 0)")
+    b.add_argument("--rates", nargs="+", type=float, default=list(TRANSFER_RATES),
+                   help="target anomaly rates of --transfer (default IWAD's five)")
+    b.add_argument("--mode", choices=TRANSFER_MODES,
+                   help="with --transfer, how a detector that is not a transfer method trains")
     b.add_argument("--out", help="results file (default results/<method>_<dataset>.jsonl)")
     b.add_argument("--max-train", type=int, help="cap the training normals")
     b.add_argument("--max-test", type=int, help="cap the test images (stratified)")
@@ -352,6 +480,13 @@ def main(argv=None) -> int:
     params = _parse_set(args.set)
     if args.epochs is not None:
         params["num_epochs"] = args.epochs
+    if args.transfer:
+        run_transfer(args.method, *args.transfer, rates=args.rates, seeds=args.seeds,
+                     mode=args.mode, normal_classes=[0] if classes == "all" else classes,
+                     quick=args.quick, params=params, variant=args.variant, out=args.out,
+                     max_train=args.max_train, max_test=args.max_test, root=args.data_root,
+                     verbose=not args.quiet)
+        return 0
     run_grid(args.method, args.dataset, classes, args.seeds, quick=args.quick, params=params,
              variant=args.variant, out=args.out, max_train=args.max_train,
              max_test=args.max_test, root=args.data_root, verbose=not args.quiet,

@@ -11,6 +11,8 @@
   are normal; train and test pooled and re-split 8:2; a few labelled anomalies for training.
 * :func:`outlier_ratio_test` -- a test set whose anomalies make a chosen share of it (G2D's MNIST
   protocol, section 4.2).
+* :func:`transfer` -- IWAD's protocol (section 4.1): normals of a source dataset, an unlabelled
+  mixture of a target dataset at a given anomaly rate, a target test set at the same rate.
 * :func:`caltech_outliers` -- G2D's Caltech-256 protocol (section 4.2, Table 2): ``n`` random
   categories are the inliers, ``257.clutter`` the outliers.
 
@@ -30,7 +32,7 @@ from .data import (CALTECH_CLUTTER, DataError, ImageSet, caltech256_categories, 
 
 __all__ = ["Preprocess", "OneClassSplit", "one_class", "contaminated", "outlier_ratio_test",
            "outlier_ratio_indices", "development_split", "anomaly_class", "caltech_outliers",
-           "resolve_classes"]
+           "TransferSplit", "transfer", "resolve_classes"]
 
 
 @dataclass(frozen=True)
@@ -254,6 +256,86 @@ def outlier_ratio_test(split: OneClassSplit, ratio: float, seed: int = 0) -> One
     return OneClassSplit(split.X_train, split.X_val, split.X_test[keep], split.y_test[keep],
                          split.normal_class, split.classes, split.test_classes[keep],
                          split.y_train, info)
+
+
+@dataclass
+class TransferSplit:
+    """One instance of the transfer protocol; ``y_target`` and ``y_test`` are 1 for an anomaly.
+
+    ``y_target`` labels the unlabelled target mixture for figures and for the
+    target-normals reference only: a transfer method must not read it.
+    """
+
+    X_source: torch.Tensor
+    X_val: torch.Tensor
+    X_target: torch.Tensor
+    y_target: np.ndarray
+    X_test: torch.Tensor
+    y_test: np.ndarray
+    info: dict = field(default_factory=dict)
+
+    @property
+    def X_target_normals(self) -> torch.Tensor:
+        """The target mixture's normals (the semi-supervised reference of IWAD Table 1)."""
+        return self.X_target[torch.from_numpy(self.y_target == 0)]
+
+
+def transfer(source: str, target: str, anomaly_rate: float, seed: int = 0, *,
+             normal_class: int = 0, val_size: int | float = 0.1,
+             preprocess: Preprocess = Preprocess(), max_source: int | None = None,
+             max_target: int | None = None, max_test: int | None = None, root=None,
+             verify: bool = True, sets: dict | None = None) -> TransferSplit:
+    """IWAD's transfer protocol (Fan et al., section 4.1).
+
+    The source gives only normals (class ``normal_class``; ``val_size`` of them held out for
+    validation). The target gives an unlabelled training mixture: all its training normals and
+    other classes' training images making ``anomaly_rate`` of it. The test set is the target's
+    test split with all its normals and anomalies at the same rate. Everything is seeded.
+
+    Args:
+        source, target: dataset names (for example ``"mnist"`` and ``"usps"``).
+        anomaly_rate: the anomalies' share of the target mixture and test set, in (0, 1).
+        preprocess: applied to both domains (IWAD: 28 x 28, three channels).
+        max_source, max_target: cap the source normals and the target normals (quick mode).
+        max_test: cap the test set (its anomaly rate is kept).
+        sets: already-loaded sets, ``{(name, "train"): ImageSet, ...}`` (skip loading).
+
+    Raises:
+        ValueError: ``anomaly_rate`` outside (0, 1). DataError: a dataset without the class.
+    """
+    if not 0 < anomaly_rate < 1:
+        raise ValueError(f"anomaly_rate={anomaly_rate} must lie in (0, 1); IWAD uses 0.05-0.45")
+    sets = sets or {}
+
+    def load(name, part):
+        found = sets.get((name, part))
+        return found if found is not None else _load(name, part, root, verify)
+
+    src = one_class(source, normal_class, seed, val_size=val_size, preprocess=preprocess,
+                    max_train=max_source, train_set=load(source, "train"),
+                    test_set=load(source, "test"))
+    tgt = contaminated(target, normal_class, anomaly_rate, seed, val_size=0,
+                       preprocess=preprocess, max_train=max_target,
+                       train_set=load(target, "train"), test_set=load(target, "test"))
+    keep = outlier_ratio_indices(tgt.y_test, anomaly_rate, seed)
+    if max_test is not None and max_test < len(keep):
+        rng = np.random.default_rng(seed + 1)
+        y = tgt.y_test[keep]
+        n_anom = max(1, int(round(max_test * anomaly_rate)))
+        keep = np.sort(np.concatenate([
+            rng.choice(keep[y == 0], max_test - n_anom, replace=False),
+            rng.choice(keep[y == 1], min(n_anom, int(y.sum())), replace=False)]))
+    info = {"protocol": "transfer", "source": source, "target": target,
+            "anomaly_rate": anomaly_rate, "normal_class": normal_class, "seed": seed,
+            "n_source": len(src.X_train), "n_val": len(src.X_val),
+            "n_target": len(tgt.X_train), "n_target_anomalies": int(tgt.y_train.sum()),
+            "n_test": len(keep), "n_test_anomalies": int(tgt.y_test[keep].sum()),
+            "preprocess": asdict(preprocess), "source_data": src.info["source"],
+            "target_data": tgt.info["source"], "max_source": max_source,
+            "max_target": max_target, "max_test": max_test}
+    return TransferSplit(X_source=src.X_train, X_val=src.X_val, X_target=tgt.X_train,
+                         y_target=tgt.y_train, X_test=tgt.X_test[keep], y_test=tgt.y_test[keep],
+                         info=info)
 
 
 def anomaly_class(dataset: str, anomaly: int, seed: int = 0, *, n_labelled: int | None = 100,

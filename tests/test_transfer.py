@@ -1,0 +1,166 @@
+"""IWAD's transfer protocol, the IWAD detector and the transfer benchmark grid."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from helpers import ramp_images
+
+from adlib import bench
+from adlib.data import DataError
+from adlib.methods.iwad import IWAD, IWADNet, importance_weight_rule
+from adlib.protocols import transfer
+from adlib.results import read_rows
+from conftest import decode_index, encoded_image_set
+
+
+@pytest.fixture
+def domains():
+    """Two 'datasets' of 400 training and 200 test images, 10 classes each; the target's images
+    carry indices from 5000 on so that the two never clash."""
+    return {("src", "train"): encoded_image_set(400), ("src", "test"): encoded_image_set(
+                200, offset=1000),
+            ("tgt", "train"): encoded_image_set(400, offset=5000),
+            ("tgt", "test"): encoded_image_set(200, offset=6000)}
+
+
+@pytest.mark.parametrize("rate", [0.05, 0.25, 0.45])
+def test_transfer_split_sizes_rates_and_domains(domains, rate):
+    split = transfer("src", "tgt", rate, 0, sets=domains)
+    src_idx, tgt_idx = decode_index(split.X_source), decode_index(split.X_target)
+    assert (src_idx < 1000).all() and (src_idx % 10 == 0).all()  # source: class-0 normals only
+    assert (tgt_idx >= 5000).all() and (tgt_idx < 6000).all()    # target: training images
+    assert ((tgt_idx % 10 != 0) == split.y_target.astype(bool)).all()
+    assert split.y_target.mean() == pytest.approx(rate, abs=0.02)
+    assert (split.y_target == 0).sum() == 40                      # every target normal
+    test_idx = decode_index(split.X_test)
+    assert (test_idx >= 6000).all() and ((test_idx % 10 != 0) == split.y_test.astype(bool)).all()
+    assert split.y_test.mean() == pytest.approx(rate, abs=0.03)
+    assert len(split.X_target_normals) == 40
+    assert not set(decode_index(split.X_val)) & set(src_idx)
+    assert split.info["n_target_anomalies"] == int(split.y_target.sum())
+
+
+def test_transfer_is_seeded_and_checks_its_rate(domains):
+    a, b = (transfer("src", "tgt", 0.25, 3, sets=domains) for _ in range(2))
+    assert torch.equal(a.X_target, b.X_target) and torch.equal(a.X_test, b.X_test)
+    c = transfer("src", "tgt", 0.25, 4, sets=domains)
+    assert not torch.equal(a.X_target, c.X_target)
+    for bad in (0, 1, -0.1):
+        with pytest.raises(ValueError, match="anomaly_rate"):
+            transfer("src", "tgt", bad, sets=domains)
+    with pytest.raises(DataError, match="unknown class"):
+        transfer("src", "tgt", 0.25, normal_class=12, sets=domains)
+
+
+def test_transfer_caps_keep_the_rate(domains):
+    split = transfer("src", "tgt", 0.25, 0, sets=domains, max_source=10, max_target=20,
+                     max_test=16)
+    assert len(split.X_source) == 10 and (split.y_target == 0).sum() == 20
+    assert len(split.X_test) == 16 and split.y_test.sum() == 4  # from 20 normals, 7 anomalies
+
+
+def test_importance_weight_rule_places_the_sigmoid():
+    losses = np.linspace(0.0, 1.0, 101)
+    eta, beta = importance_weight_rule(losses, quantile=0.95)
+    w = lambda x: 1 / (1 + math.exp(-(eta * x + beta)))  # noqa: E731
+    assert eta < 0 < beta
+    assert w(0.5) == pytest.approx(0.9) and w(0.95) == pytest.approx(0.5)
+    assert w(2.0) < 0.01
+    with pytest.raises(ValueError, match="at least 2"):
+        importance_weight_rule([0.1])
+
+
+def test_network_shapes_and_gradient_reversal():
+    net = IWADNet(3, 72)
+    x = torch.randn(4, 3, 28, 28, requires_grad=True)
+    recon, logit = net(x)
+    assert recon.shape == x.shape and logit.shape == (4,)
+    code = net.encoder(x)
+    assert code.shape == (4, 8, 3, 3)
+    # the domain classifier's gradient reaches the encoder's output reversed
+    code = code.detach().requires_grad_(True)
+    net.eval()
+    net.domain(net.reverse(code)).sum().backward()
+    reversed_grad = code.grad.clone()
+    code.grad = None
+    net.domain(code).sum().backward()
+    assert torch.allclose(reversed_grad, -code.grad)
+
+
+def tiny(**kwargs):
+    params = dict(num_epochs=4, pretrain_epochs=2, batch_size=8, verbose=False, device="cpu",
+                  seed=0)
+    params.update(kwargs)
+    return IWAD(**params)
+
+
+def pair(n=24):
+    source = ramp_images(n, side=16).repeat(1, 3, 1, 1) * 2 - 1
+    target = ramp_images(n, side=16, seed=1).repeat(1, 3, 1, 1).transpose(2, 3) * 2 - 1
+    return source, target
+
+
+def test_tiny_fit_runs_both_stages_and_monitors():
+    source, target = pair()
+    det = tiny().fit(source, target, source[:6], monitor={"target": target[:5]})
+    assert "L_adv" not in det.history_[1] and "L_adv" in det.history_[2]
+    assert det.eta_ < 0 < det.beta_
+    assert len(det.monitor_history_) == 4
+    last = det.monitor_history_[-1]
+    assert last["target"]["weight"].shape == (5,) and set(last) == {"epoch", "target",
+                                                                    "source_val"}
+    assert (det.monitor_history_[0]["target"]["weight"] == 1).all()  # before the rule
+    scores = det.score(target)
+    assert scores.shape == (24,) and np.isfinite(scores).all()
+    assert not hasattr(det, "X_target_")  # the training data are not kept
+
+
+def test_iwad_is_deterministic_and_checks_its_input():
+    source, target = pair()
+    a = tiny().fit(source, target).score(target)
+    b = tiny().fit(source, target).score(target)
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-9)
+    with pytest.raises(ValueError, match="unlabelled target"):
+        tiny().fit(source)
+    with pytest.raises(ValueError, match="differ in shape"):
+        tiny().fit(source, target[:, :1])
+    with pytest.raises(ValueError, match="weight_quantile"):
+        tiny(weight_quantile=1.0).fit(source, target)
+
+
+def test_without_importance_every_weight_is_one():
+    source, target = pair()
+    det = tiny(importance=False).fit(source, target)
+    assert det.history_[-1]["mean_w_target"] == 1.0
+    assert (det.importance_weights(torch.rand(5)) == 1).all()
+
+
+def test_run_transfer_writes_a_row_per_rate_and_resumes(domains, monkeypatch, tmp_path):
+    monkeypatch.setattr(bench, "load_dataset", lambda name, part, **kw: domains[(name, part)])
+    monkeypatch.setattr(bench, "TRANSFER_PREPROCESS", bench.Preprocess(16, 3, "pm1"))
+    out = tmp_path / "t.jsonl"
+    bench.run_transfer("memae", "src", "tgt", rates=(0.15, 0.35), seeds=(0,), mode="finetune",
+                       quick=True, out=out, verbose=False)
+    rows = read_rows(out)
+    assert [r["anomaly_rate"] for r in rows] == [0.15, 0.35]
+    assert {r["variant"] for r in rows} == {"finetune"} and rows[0]["dataset"] == "src2tgt"
+    assert rows[0]["protocol"]["n_test_anomalies"] > 0
+    bench.run_transfer("memae", "src", "tgt", rates=(0.15, 0.35), seeds=(0,), mode="finetune",
+                       quick=True, out=out, verbose=False)
+    assert len(read_rows(out)) == 2  # nothing run twice
+    bench.run_transfer("iwad", "src", "tgt", rates=(0.15,), quick=True, out=out, verbose=False)
+    assert read_rows(out)[-1]["eta"] < 0
+
+
+def test_run_transfer_rejects_bad_modes():
+    with pytest.raises(ValueError, match="give a mode"):
+        bench.run_transfer("isolation_forest", "mnist", "usps")
+    with pytest.raises(ValueError, match="takes no mode"):
+        bench.run_transfer("iwad", "mnist", "usps", mode="source")
+    with pytest.raises(ValueError, match="cannot be fine-tuned"):
+        bench.run_transfer("isolation_forest", "mnist", "usps", mode="finetune")
+    with pytest.raises(ValueError, match="transfer method"):
+        bench.run_grid("iwad", "mnist")
