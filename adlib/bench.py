@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from . import __version__
 from .data import DATASETS, DataError, load_dataset
 from .metrics import evaluate, f1_at_threshold
+from .papers import IWAD_RATES
 from .protocols import (anomaly_class, development_split, one_class, outlier_ratio_indices,
                         Preprocess, resolve_classes, transfer)
 from .registry import available_detectors, detector_class, get_detector
@@ -42,7 +43,7 @@ from .video import (VIDEO_DATASETS, frame_metrics, frame_scores, load_ucsd, scor
 __all__ = ["provenance", "run_one", "run_grid", "run_video", "run_transfer", "main"]
 
 #: IWAD Table 1's anomaly rates of the target domain.
-TRANSFER_RATES = (0.05, 0.15, 0.25, 0.35, 0.45)
+TRANSFER_RATES = IWAD_RATES
 #: How a detector that is not a transfer method is trained in the transfer protocol (IWAD
 #: Table 1's baselines): on the source normals and applied to the target ("source", MemAE
 #: directly), then fine-tuned on the unlabelled target mixture ("finetune"), on the unlabelled
