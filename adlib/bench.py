@@ -38,7 +38,7 @@ from .protocols import (anomaly_class, development_split, one_class, outlier_rat
 from .registry import available_detectors, detector_class, get_detector
 from .results import append_row, load_results, per_class_table, read_rows, run_key
 from .video import (VIDEO_DATASETS, frame_metrics, frame_scores, load_ucsd, score_clips,
-                    motion_in_test_clips, ucsd_patches)
+                    motion_in_test_clips, score_cuboid_clips, ucsd_patches, ucsd_transfer)
 
 __all__ = ["provenance", "run_one", "run_grid", "run_video", "run_transfer", "main"]
 
@@ -366,6 +366,9 @@ def run_transfer(method: str, source: str, target: str, rates=TRANSFER_RATES, se
         raise ValueError(f"anomaly rates {list(rates)} must lie in (0, 1)")
     variant = variant if mode == "transfer" else (
         mode if variant == "default" else f"{variant}+{mode}")
+    if source in VIDEO_DATASETS or target in VIDEO_DATASETS:
+        return _run_video_transfer(cls, mode, source, target, seeds, params, variant, out,
+                                   quick, max_train, root, verify, verbose)
     sets = {(d, part): load_dataset(d, part, root=root, verify=verify)
             for d in (source, target) for part in ("train", "test")}
     done = {r.get("key") for r in read_rows(out)}
@@ -409,6 +412,45 @@ def run_transfer(method: str, source: str, target: str, rates=TRANSFER_RATES, se
             append_row(out, row)
             tqdm.write(f"  class {c} seed {s} rate {r}: AUROC {100 * row['auroc']:.2f} "
                        f"({row['wall_s']:.0f} s)")
+    return out
+
+
+def _run_video_transfer(cls, mode, source, target, seeds, params, variant, out, quick,
+                        max_train, root, verify, verbose) -> Path:
+    """Table 2's grid: one row per seed with the frame-level AUROC / EER of the target's test
+    clips (:func:`adlib.video.ucsd_transfer`; each frame scored by its cuboids)."""
+    if source not in VIDEO_DATASETS or target not in VIDEO_DATASETS:
+        raise ValueError(f"a video transfer needs two video datasets ({', '.join(VIDEO_DATASETS)})"
+                         f", got {source} -> {target}")
+    task = f"{source}2{target}"
+    done = {r.get("key") for r in read_rows(out)}
+    todo = [s for s in seeds if run_key(cls.name, task, 0, s, variant, quick) not in done]
+    print(f"{cls.name} ({variant}) on {source} -> {target}: {len(seeds)} runs, "
+          f"{len(seeds) - len(todo)} already in {out}")
+    base = provenance()
+    for s in tqdm(todo, desc=f"{cls.name}/{task}", unit="seed", disable=not verbose):
+        wall = time.perf_counter()
+        split = ucsd_transfer(source, target, s, max_source=max_train, max_target=max_train,
+                              root=root, verify=verify)
+        source_model = None
+        if mode in ("source", "finetune"):
+            source_model = _transfer_fit(cls, "source", split, s, params, quick, verbose)
+        detector = (source_model if mode == "source" else
+                    _transfer_fit(cls, mode, split, s, params, quick, verbose, source_model))
+        started = time.perf_counter()
+        scores = score_cuboid_clips(detector, split)
+        row = {"key": run_key(cls.name, task, 0, s, variant, quick), "method": cls.name,
+               "dataset": task, "source": source, "target": target, "normal_class": 0,
+               "class_name": "pedestrians", "seed": s, "mode": mode, "variant": variant,
+               "quick": quick, **frame_metrics(scores, split.test.labels),
+               "fit_s": round(detector.fit_seconds_, 3),
+               "score_s": round(time.perf_counter() - started, 3), **_training_record(detector),
+               "protocol": split.info, "wall_s": round(time.perf_counter() - wall, 3),
+               "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+               "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+               **base}
+        append_row(out, row)
+        tqdm.write(f"  seed {s}: frame AUROC {100 * row['auroc']:.2f} ({row['wall_s']:.0f} s)")
     return out
 
 

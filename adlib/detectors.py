@@ -41,13 +41,15 @@ class NotFittedError(RuntimeError):
 
 
 def as_tensor(X) -> torch.Tensor:
-    """Validate model input: a float ``N x C x H x W`` tensor (numpy arrays are converted)."""
+    """Validate model input: a float ``N x C x H x W`` tensor, or ``N x C x T x H x W`` video
+    cuboids for the methods with 3-D layers (numpy arrays are converted)."""
     if isinstance(X, np.ndarray):
         X = torch.from_numpy(X)
     if not isinstance(X, torch.Tensor):
         raise TypeError(f"expected a tensor or array of images, got {type(X).__name__}")
-    if X.ndim != 4:
-        raise ValueError(f"expected images of shape N x C x H x W, got shape {tuple(X.shape)}")
+    if X.ndim not in (4, 5):
+        raise ValueError(f"expected images of shape N x C x H x W (or video cuboids N x C x T x "
+                         f"H x W), got shape {tuple(X.shape)}")
     if len(X) == 0:
         raise ValueError("empty input: the training set holds no image")
     if not torch.isfinite(X).all():

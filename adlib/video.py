@@ -53,7 +53,8 @@ from .protocols import Preprocess
 __all__ = ["VIDEO_DATASETS", "VideoSet", "parse_gt_ranges", "labels_from_ranges", "load_ucsd",
            "download_ucsd", "patch_positions", "extract_patches", "motion_mask", "moving_patches",
            "PatchSplit", "ucsd_patches", "score_clips", "motion_in_test_clips", "frame_scores",
-           "frame_metrics", "localization_map"]
+           "frame_metrics", "localization_map", "clip_cuboids", "cuboid_frame_scores",
+           "CuboidTransferSplit", "ucsd_transfer", "score_cuboid_clips"]
 
 #: The video datasets: bench name -> (folder, labels file, frames per second).
 VIDEO_DATASETS = {
@@ -498,4 +499,128 @@ def localization_map(patch_scores: np.ndarray, positions: np.ndarray, size: int,
     for (r, c), s in zip(positions, patch_scores):
         block = out[r:r + size, c:c + size]
         np.maximum(block, s, out=block)
+    return out
+
+
+# ----------------------------------------------------------------- IWAD's video transfer
+
+def clip_cuboids(frames: np.ndarray, length: int = 16, stride: int = 8,
+                 side: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Cuboids of ``length`` adjacent frames, resized to ``side x side``, every ``stride`` frames
+    (the last window is moved to end at the clip's last frame, so every frame is covered).
+
+    Returns uint8 cuboids ``N x 1 x length x side x side`` and their first frames ``N``.
+    """
+    t = len(frames)
+    if t < length:
+        raise DataError(f"a clip of {t} frames is shorter than one cuboid ({length} frames)")
+    if stride < 1:
+        raise ValueError(f"stride={stride} must be at least 1")
+    x = torch.from_numpy(np.ascontiguousarray(frames)).float()[:, None]
+    x = torch.nn.functional.interpolate(x, size=(side, side), mode="bilinear",
+                                        align_corners=False)
+    small = x.round_().clamp_(0, 255).to(torch.uint8)[:, 0].numpy()
+    starts = np.arange(0, t - length + 1, stride)
+    if starts[-1] != t - length:
+        starts = np.r_[starts, t - length]
+    return np.stack([small[s:s + length] for s in starts])[:, None], starts
+
+
+def cuboid_frame_scores(scores: np.ndarray, starts: np.ndarray, num_frames: int,
+                        length: int = 16) -> np.ndarray:
+    """A frame's score: the mean score of the cuboids that hold it."""
+    total, count = np.zeros(num_frames), np.zeros(num_frames)
+    for score, start in zip(np.asarray(scores, dtype=np.float64), starts):
+        total[start:start + length] += score
+        count[start:start + length] += 1
+    if (count == 0).any():
+        raise ValueError("some frames are in no cuboid: the starts do not cover the clip")
+    return total / count
+
+
+@dataclass
+class CuboidTransferSplit:
+    """IWAD's video transfer (section 4.1): source cuboids (normal training clips), the
+    target's unlabelled cuboids, and the target's test clips to score frame by frame."""
+
+    X_source: torch.Tensor
+    X_val: torch.Tensor
+    X_target: torch.Tensor
+    X_target_normals: torch.Tensor
+    test: VideoSet
+    length: int
+    stride: int
+    side: int
+    scale: str = "pm1"
+    info: dict = field(default_factory=dict)
+
+    def cuboids(self, frames: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+        """Model input and first frames of the cuboids of one clip."""
+        raw, starts = clip_cuboids(frames, self.length, self.stride, self.side)
+        return _cuboid_input(raw, self.scale), starts
+
+
+def _cuboid_input(raw: np.ndarray, scale: str) -> torch.Tensor:
+    x = torch.from_numpy(raw)
+    n, c, t, h, w = x.shape
+    return Preprocess(scale=scale)(x.reshape(n, c * t, h, w)).reshape(n, c, t, h, w)
+
+
+def ucsd_transfer(source: str = "ucsd_ped1", target: str = "ucsd_ped2", seed: int = 0, *,
+                  length: int = 16, stride: int = 8, side: int = 64, val_size: float = 0.1,
+                  max_source: int | None = None, max_target: int | None = None,
+                  scale: str = "pm1", root=None, verify: bool = True,
+                  sets: dict | None = None) -> CuboidTransferSplit:
+    """IWAD's video transfer protocol (section 4.1, Table 2).
+
+    Source: cuboids of the source's normal training clips (``val_size`` held out). Target: the
+    cuboids of the target's *test* clips, unlabelled (UCSD's training clips hold no anomaly; the
+    paper does not say which target clips it adapts on, and the unsupervised methods of its
+    Table 2 work on the test videos). Test: the target's test clips, scored frame by frame.
+    ``X_target_normals`` holds the cuboids of the target's training clips (the semi-supervised
+    reference).
+    ``side`` is 64 by default (the paper: 256; CPU budget). ``sets`` maps ``(name, split)`` to
+    loaded :class:`VideoSet` objects.
+    """
+    if not 0 < val_size < 1:
+        raise ValueError(f"val_size={val_size} must be a fraction in (0, 1)")
+    sets = sets or {}
+
+    def load(name, part):
+        found = sets.get((name, part))
+        return found if found is not None else load_ucsd(name, part, root=root, verify=verify)
+
+    rng = np.random.default_rng(seed)
+    src = np.concatenate([clip_cuboids(f, length, stride, side)[0]
+                          for f in load(source, "train").frames])
+    order = rng.permutation(len(src))
+    if max_source is not None:
+        order = order[:max_source]
+    n_val = max(1, int(round(val_size * len(order))))
+    val_idx, src_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
+    test = load(target, "test")
+    tgt = np.concatenate([clip_cuboids(f, length, stride, side)[0] for f in test.frames])
+    tgt_normal = np.concatenate([clip_cuboids(f, length, stride, side)[0]
+                                 for f in load(target, "train").frames])
+    if max_target is not None and max_target < len(tgt):
+        tgt = tgt[np.sort(rng.choice(len(tgt), max_target, replace=False))]
+    if max_target is not None and max_target < len(tgt_normal):
+        tgt_normal = tgt_normal[np.sort(rng.choice(len(tgt_normal), max_target, replace=False))]
+    info = {"protocol": "video_transfer", "source": source, "target": target, "seed": seed,
+            "length": length, "stride": stride, "side": side, "n_source": int(len(src_idx)),
+            "n_val": int(len(val_idx)), "n_target": int(len(tgt)),
+            "n_test_frames": test.num_frames,
+            "n_test_abnormal": int(sum(lbl.sum() for lbl in test.labels))}
+    return CuboidTransferSplit(_cuboid_input(src[src_idx], scale), _cuboid_input(src[val_idx],
+                                                                                   scale),
+                               _cuboid_input(tgt, scale), _cuboid_input(tgt_normal, scale), test,
+                               length, stride, side, scale, info)
+
+
+def score_cuboid_clips(detector, split: CuboidTransferSplit) -> list:
+    """Frame scores of every test clip: each frame gets the mean score of its cuboids."""
+    out = []
+    for frames in split.test.frames:
+        X, starts = split.cuboids(frames)
+        out.append(cuboid_frame_scores(detector.score(X), starts, len(frames), split.length))
     return out

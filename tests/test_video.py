@@ -17,7 +17,8 @@ from adlib.results import read_rows
 from adlib.video import (extract_patches, frame_metrics, frame_scores, labels_from_ranges,
                          load_ucsd, localization_map, motion_mask, moving_patches,
                          parse_gt_ranges, patch_positions, score_clips, motion_in_test_clips,
-                         ucsd_patches)
+                         ucsd_patches, clip_cuboids,
+                         cuboid_frame_scores, score_cuboid_clips, ucsd_transfer)
 
 H, W = 48, 72  # small frames; the real ones are 240 x 360 (Ped2) and 158 x 238 (Ped1)
 BACKGROUND = 60
@@ -352,3 +353,71 @@ def test_video_table_puts_our_rows_under_the_papers():
     assert table.loc["adacl (ours)", "source"] == "ours (measured)"
     assert table.loc["ADACL (thesis)", "AUROC (%)"] == 98.4
     assert table.loc["G2D (paper)", "EER (%)"] == 11
+
+
+# ----------------------------------------------------------------- IWAD's video transfer
+
+def test_clip_cuboids_cover_every_frame_and_resize():
+    frames = np.arange(20 * 8 * 8, dtype=np.uint8).reshape(20, 8, 8)
+    cub, starts = clip_cuboids(frames, length=16, stride=3, side=16)
+    assert cub.shape == (len(starts), 1, 16, 16, 16) and cub.dtype == np.uint8
+    assert starts.tolist() == [0, 3, 4]  # the last window ends at the last frame
+    scores = cuboid_frame_scores(np.array([1.0, 2.0, 4.0]), starts, 20, 16)
+    assert scores[0] == 1.0 and scores[3] == 1.5 and scores[19] == 4.0
+    assert scores[10] == pytest.approx(7 / 3)
+    with pytest.raises(DataError, match="shorter than one cuboid"):
+        clip_cuboids(frames[:10], length=16)
+
+
+def test_ucsd_transfer_on_generated_ped1_and_ped2(tmp_path):
+    ped1 = write_ucsd(tmp_path, "UCSDped1", ".tif", ".bmp", n_train=3, t=20)
+    write_ucsd(tmp_path, "UCSDped2", ".tif", ".bmp", mask_prefix="frame", t=20)
+    split = ucsd_transfer("ucsd_ped1", "ucsd_ped2", 0, length=16, stride=4, side=16,
+                          root=ped1.root, verify=False)
+    # Ped1: 3 clips x 2 cuboids (starts 0, 4); Ped2 test: 2 clips x 2 cuboids
+    assert len(split.X_source) + len(split.X_val) == 6 and len(split.X_val) == 1
+    assert split.X_target.shape == (4, 1, 16, 16, 16)
+    assert -1 <= split.X_source.min() and split.X_source.max() <= 1
+    assert split.info["n_test_frames"] == 40 and split.info["n_test_abnormal"] == 20
+
+    class Mean:  # scores a cuboid by its mean intensity
+        def score(self, X):
+            return X.flatten(1).mean(1).numpy()
+
+    scores = score_cuboid_clips(Mean(), split)
+    assert [len(s) for s in scores] == [20, 20]
+    with pytest.raises(ValueError, match="val_size"):
+        ucsd_transfer("ucsd_ped1", "ucsd_ped2", val_size=0, root=ped1.root, verify=False)
+
+
+def test_iwad_and_memae_train_on_cuboids():
+    from adlib.methods.iwad import IWAD
+    from adlib.methods.memae import MemAE
+
+    rng = np.random.default_rng(0)
+    source = torch.from_numpy(rng.uniform(-1, 1, (6, 1, 8, 16, 16)).astype(np.float32))
+    target = torch.from_numpy(rng.uniform(-1, 1, (6, 1, 8, 16, 16)).astype(np.float32))
+    iwad = IWAD(num_epochs=2, pretrain_epochs=1, batch_size=3, verbose=False,
+                device="cpu").fit(source, target)
+    assert iwad.score(target).shape == (6,) and "L_adv" in iwad.history_[-1]
+    memae = MemAE(num_epochs=1, batch_size=3, num_slots=20, verbose=False, device="cpu")
+    memae.fit(source)
+    recon, w = memae.network_(source[:2])
+    assert recon.shape == source[:2].shape and w.shape == (2 * 1 * 1 * 1, 20)
+    with pytest.raises(ValueError, match="multiple of 8"):
+        IWAD(num_epochs=1, verbose=False, device="cpu").fit(source[:, :, :6], target[:, :, :6])
+
+
+def test_video_transfer_grid_writes_frame_metrics(tmp_path):
+    from adlib.bench import run_transfer
+
+    ped1 = write_ucsd(tmp_path, "UCSDped1", ".tif", ".bmp", n_train=2, t=24)  # 2 cuboids a clip
+    write_ucsd(tmp_path, "UCSDped2", ".tif", ".bmp", mask_prefix="frame", t=24)
+    out = tmp_path / "v.jsonl"
+    run_transfer("iwad", "ucsd_ped1", "ucsd_ped2", seeds=(0,), quick=True, max_train=4, out=out,
+                 root=ped1.root, verify=False, verbose=False, params={"batch_size": 2})
+    (row,) = read_rows(out)
+    assert row["dataset"] == "ucsd_ped12ucsd_ped2" and row["n_frames"] == 48
+    assert 0 <= row["auroc"] <= 1 and row["protocol"]["protocol"] == "video_transfer"
+    with pytest.raises(ValueError, match="two video datasets"):
+        run_transfer("iwad", "ucsd_ped1", "mnist", out=out, root=ped1.root, verify=False)

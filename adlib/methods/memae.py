@@ -46,8 +46,9 @@ from ..detectors import BaseDeepDetector, as_tensor
 from ..protocols import Preprocess
 from ..registry import register
 
-__all__ = ["conv_encoder", "conv_decoder", "code_side", "hard_shrink", "MemoryModule",
-           "MemAENet", "attention_entropy", "MemAE"]
+__all__ = ["conv_encoder", "conv_decoder", "conv3d_encoder", "conv3d_decoder", "code_side",
+           "code_shape_3d", "hard_shrink", "MemoryModule", "MemAENet", "attention_entropy",
+           "MemAE"]
 
 
 def _block(conv: nn.Module, channels: int) -> list:
@@ -67,6 +68,39 @@ def conv_decoder(out_channels: int = 3) -> nn.Sequential:
     return nn.Sequential(*_block(nn.ConvTranspose2d(8, 16, 3, 3, 1), 16),
                          *_block(nn.ConvTranspose2d(16, 32, 3, 2, 1, output_padding=1), 32),
                          nn.ConvTranspose2d(32, out_channels, 3, 2, 1, output_padding=1))
+
+
+def _block3d(conv: nn.Module, channels: int) -> list:
+    return [conv, nn.BatchNorm3d(channels), nn.LeakyReLU(0.2)]
+
+
+def conv3d_encoder(in_channels: int = 1) -> nn.Sequential:
+    """The video encoder (IWAD section 4.1, after Gong): Conv3(3,(1,2,2),96)-Conv3(3,2,128)-
+    Conv3(3,2,256)-Conv3(3,2,256) on ``C x T x H x W`` cuboids, to ``256 x T/8 x H/16 x W/16``.
+    IWAD's text prints the third stride as 3; its decoder, and Gong's code, have 2."""
+    return nn.Sequential(*_block3d(nn.Conv3d(in_channels, 96, 3, (1, 2, 2), 1), 96),
+                         *_block3d(nn.Conv3d(96, 128, 3, 2, 1), 128),
+                         *_block3d(nn.Conv3d(128, 256, 3, 2, 1), 256),
+                         *_block3d(nn.Conv3d(256, 256, 3, 2, 1), 256))
+
+
+def conv3d_decoder(out_channels: int = 1) -> nn.Sequential:
+    """Dconv3(3,2,256)-Dconv3(3,2,128)-Dconv3(3,2,96)-Dconv3(3,(1,2,2),C), the last linear."""
+    return nn.Sequential(
+        *_block3d(nn.ConvTranspose3d(256, 256, 3, 2, 1, output_padding=1), 256),
+        *_block3d(nn.ConvTranspose3d(256, 128, 3, 2, 1, output_padding=1), 128),
+        *_block3d(nn.ConvTranspose3d(128, 96, 3, 2, 1, output_padding=1), 96),
+        nn.ConvTranspose3d(96, out_channels, 3, (1, 2, 2), 1, output_padding=(0, 1, 1)))
+
+
+def code_shape_3d(input_shape: tuple) -> tuple:
+    """The video code's shape for a ``C x T x H x W`` input; raises unless the decoder gives the
+    input's shape back (``T`` a multiple of 8, ``H`` and ``W`` of 16)."""
+    _, t, h, w = input_shape
+    if t % 8 or h % 16 or w % 16:
+        raise ValueError(f"the video layers take cuboids with T a multiple of 8 and H, W of 16 "
+                         f"(got {t} x {h} x {w}): use 16 frames of 64 x 64 or 256 x 256")
+    return 256, t // 8, h // 16, w // 16
 
 
 def code_side(side: int) -> tuple[int, int]:
@@ -106,16 +140,25 @@ class MemAENet(nn.Module):
     """Encoder, memory on the flattened code, decoder; ``forward`` returns ``(x_hat, w_hat)``."""
 
     def __init__(self, channels: int, code_shape: tuple, num_slots: int,
-                 shrink_threshold: float, cosine: bool = False):
+                 shrink_threshold: float, cosine: bool = False, video: bool = False):
         super().__init__()
-        self.encoder = conv_encoder(channels)
-        self.memory = MemoryModule(num_slots, math.prod(code_shape), shrink_threshold, cosine)
-        self.decoder = conv_decoder(channels)
+        self.video = video
+        self.encoder = (conv3d_encoder if video else conv_encoder)(channels)
+        dim = code_shape[0] if video else math.prod(code_shape)
+        self.memory = MemoryModule(num_slots, dim, shrink_threshold, cosine)
+        self.decoder = (conv3d_decoder if video else conv_decoder)(channels)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         z = self.encoder(x)
-        z_hat, w = self.memory(z.flatten(1))
-        return self.decoder(z_hat.view_as(z)), w
+        if self.video:  # one address per location of the code (Gong's video setting)
+            c = z.shape[1]
+            flat = z.movedim(1, -1).reshape(-1, c)
+            z_hat, w = self.memory(flat)
+            z_hat = z_hat.view(*z.movedim(1, -1).shape).movedim(-1, 1)
+        else:
+            z_hat, w = self.memory(z.flatten(1))
+            z_hat = z_hat.view_as(z)
+        return self.decoder(z_hat), w
 
 
 def attention_entropy(w: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
@@ -174,6 +217,9 @@ class MemAE(BaseDeepDetector):
     def build_network(self, input_shape):
         if getattr(self, "_fine_tuning", False):  # fine_tune: continue with the fitted network
             return self.network_
+        if len(input_shape) == 4:  # video cuboids C x T x H x W: 3-D layers
+            return MemAENet(input_shape[0], code_shape_3d(input_shape), int(self.num_slots),
+                            self.shrink_lambda, bool(self.cosine), video=True)
         c, h, w = input_shape
         (ch, rh), (cw, rw) = code_side(h), code_side(w)
         if (rh, rw) != (h, w):
