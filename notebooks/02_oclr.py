@@ -168,7 +168,7 @@ else:
     dev_table = (dev.assign(auroc=100 * dev["auroc"])
                  .pivot_table(index="variant", columns=["dataset", "normal_class"],
                               values="auroc"))
-    dev_table["mean"] = dev_table.mean(axis=1)
+    dev_table[("all", "mean")] = dev_table.mean(axis=1)
     display(dev_table.round(1))
 
 # %% [markdown]
