@@ -20,7 +20,11 @@ REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
 BOOK = REPO / "book"
 
-__all__ = ["notebook_sources", "execute_notebook", "execute_notebooks", "build_book", "main"]
+__all__ = ["notebook_sources", "execute_notebook", "execute_notebooks", "build_book",
+           "check_in_browser", "main"]
+
+#: Where the browser check keeps its screenshots (a build artifact, ignored by git).
+SCREENSHOTS = BOOK / "_build" / "screenshots"
 
 
 def notebook_sources() -> list[Path]:
@@ -79,6 +83,74 @@ def build_book(book_dir: Path = BOOK) -> Path:
     if not index.exists():
         raise RuntimeError(f"jupyter-book finished but {index} is missing")
     return index
+
+
+def _chromium():
+    """A headless Chromium driven by Selenium, from the system's ``chromium`` and
+    ``chromedriver`` (Debian: ``apt-get install chromium chromium-driver``)."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    if not browser or not driver:
+        raise RuntimeError("no headless browser: install Chromium and its driver, e.g. "
+                           "`apt-get install chromium chromium-driver` (the CI script does)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,900",
+                "--disable-dev-shm-usage"):
+        options.add_argument(arg)
+    return webdriver.Chrome(service=Service(driver), options=options)
+
+
+#: JavaScript run on every page: its title, every image and whether it decoded, every link.
+_PAGE_PROBE = """
+return {title: document.title,
+        images: Array.from(document.images).map(i => ({src: i.currentSrc || i.src,
+                 ok: i.complete && i.naturalWidth > 0})),
+        links: Array.from(document.querySelectorAll('a[href]')).map(a => a.href)};
+"""
+
+
+def check_in_browser(html_dir: Path, screenshots: Path = SCREENSHOTS,
+                     chapter: str = "executed/02_oclr.html") -> dict:
+    """Open every page of the built book in headless Chromium.
+
+    Returns ``{"pages": n, "images": n, "problems": [...], "screenshots": [...]}``: a problem is
+    a page without a title, an image that did not decode, or an internal link to a missing
+    file. The landing page and ``chapter`` are saved as PNG screenshots in ``screenshots``.
+    """
+    from urllib.parse import unquote, urlparse
+
+    html_dir = Path(html_dir).resolve()
+    pages = sorted(p for p in html_dir.rglob("*.html") if "_static" not in p.parts)
+    problems, n_images, shots = [], 0, []
+    screenshots.mkdir(parents=True, exist_ok=True)
+    driver = _chromium()
+    try:
+        for page in pages:
+            driver.get(page.as_uri())
+            seen = driver.execute_script(_PAGE_PROBE)
+            name = page.relative_to(html_dir).as_posix()
+            if not seen["title"]:
+                problems.append(f"{name}: no title (did the page load?)")
+            for image in seen["images"]:
+                n_images += 1
+                if not image["ok"]:
+                    problems.append(f"{name}: image {image['src'][:80]} did not decode")
+            for link in seen["links"]:
+                url = urlparse(link)
+                if url.scheme == "file" and not Path(unquote(url.path)).exists():
+                    problems.append(f"{name}: broken link to {unquote(url.path)}")
+            for wanted, file in (("intro.html", "landing.png"), (chapter, "chapter.png")):
+                if name == wanted:
+                    driver.save_screenshot(str(screenshots / file))
+                    shots.append(screenshots / file)
+    finally:
+        driver.quit()
+    return {"pages": len(pages), "images": n_images, "problems": problems,
+            "screenshots": sorted(set(shots))}
 
 
 def copy_book(target: Path) -> Path:

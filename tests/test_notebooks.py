@@ -57,14 +57,33 @@ def test_notebook_executes_in_quick_mode(executed, source):
     assert images, f"{source.name} drew no figure"
 
 
-def test_book_builds_to_html(executed):
+@pytest.fixture(scope="module")
+def built(executed):
+    """The book built to HTML from the executed notebooks (once for the module)."""
     book_copy, outcome = executed
     if any(isinstance(v, Exception) for v in outcome.values()):
         pytest.fail("a notebook failed; the book is not built from partial outputs")
-    index = book.build_book(book_copy)
-    html = book_copy / "_build" / "html"
+    return book.build_book(book_copy), book_copy / "_build" / "html"
+
+
+def test_book_builds_to_html(built):
+    index, html = built
     for source in SOURCES:
         page = html / "executed" / f"{source.stem}.html"
         assert page.exists(), f"{page} missing"
         assert "<img" in page.read_text(), f"{page.name} shows no figure"
     assert index.exists()
+
+
+def test_book_opens_in_headless_chromium(built):
+    """Every page loads in a real browser, every figure decodes, no internal link is broken;
+    screenshots of the landing page and of a chapter are kept in book/_build/screenshots."""
+    _, html = built
+    report = book.check_in_browser(html)
+    assert report["pages"] >= len(SOURCES) + 1
+    assert report["images"] >= len(SOURCES), "the browser saw fewer figures than chapters"
+    assert not report["problems"], "\n".join(report["problems"][:20])
+    names = sorted(p.name for p in report["screenshots"])
+    assert names == ["chapter.png", "landing.png"]
+    for shot in report["screenshots"]:
+        assert shot.stat().st_size > 10_000, f"{shot} looks blank"
