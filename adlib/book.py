@@ -20,8 +20,8 @@ REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
 BOOK = REPO / "book"
 
-__all__ = ["notebook_sources", "execute_notebook", "execute_notebooks", "build_book",
-           "check_in_browser", "main"]
+__all__ = ["notebook_sources", "execute_notebook", "execute_notebook_node", "execute_notebooks",
+           "build_book", "check_in_browser", "main"]
 
 #: Where the browser check keeps its screenshots (a build artifact, ignored by git).
 SCREENSHOTS = BOOK / "_build" / "screenshots"
@@ -35,19 +35,26 @@ def notebook_sources() -> list[Path]:
 def execute_notebook(source: Path, out_dir: Path, quick: bool = True) -> float:
     """Execute one notebook with papermill into ``out_dir``; return the wall time in seconds."""
     import jupytext
+
+    return execute_notebook_node(jupytext.read(source), source.stem, out_dir, quick)
+
+
+def execute_notebook_node(notebook, stem: str, out_dir: Path, quick: bool = True) -> float:
+    """Execute an in-memory notebook with papermill into ``out_dir/<stem>.ipynb``, from
+    ``notebooks/`` and with ``QUICK`` injected; return the wall time in seconds."""
+    import jupytext
     import papermill
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    notebook = jupytext.read(source)
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
                                        "language": "python"}
-    staged = out_dir / f".{source.stem}.input.ipynb"
+    staged = out_dir / f".{stem}.input.ipynb"
     jupytext.write(notebook, staged, fmt="ipynb")
     # the kernel inherits our environment: an MPLBACKEND=Agg there would swallow every figure
     os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     started = time.perf_counter()
     try:
-        papermill.execute_notebook(str(staged), str(out_dir / f"{source.stem}.ipynb"),
+        papermill.execute_notebook(str(staged), str(out_dir / f"{stem}.ipynb"),
                                    parameters={"QUICK": quick}, kernel_name="python3",
                                    cwd=str(NOTEBOOKS), progress_bar=False)
     finally:

@@ -521,3 +521,44 @@ else:
 #    average score were taken *after* scaling, as one might read section 3.3.3?
 # 4. Replace the made-anomaly proxy by a fixed score (`anomaly_score="perturbed"`) for all ten
 #    MNIST classes. How often does the proxy pick the score that is best on the test data?
+
+# %% [markdown] tags=["solution"]
+# ### Solution to exercise 3
+
+# %% tags=["solution"]
+alps_model = models["ALPS"]
+raw_test = alps_model.raw_scores(split.X_test)
+scaled_test = alps_model.score_all(split.X_test)
+check = pd.DataFrame({name: {"AUROC, raw": 100 * metrics.auroc(split.y_test, raw_test[name]),
+                             "AUROC, scaled": 100 * metrics.auroc(split.y_test, scaled_test[name])}
+                      for name in alps.SCORES}).T
+display(check.round(4))
+# predict's threshold is the training scores' 90% quantile on the scaled selected score; the
+# same quantile of the raw training scores thresholds the raw test scores
+chosen_score = alps_model.selected_score_
+raw_train = alps_model.raw_scores(split.X_train)[chosen_score]
+raw_cut = np.quantile(raw_train, 1 - alps_model.contamination)
+changed = int(((raw_test[chosen_score] >= raw_cut) != alps_model.predict(split.X_test)).sum())
+after = (scaled_test["plain"] + scaled_test["perturbed"]) / 2  # average taken after scaling
+auroc_after = 100 * metrics.auroc(split.y_test, after)
+fig, ax = plt.subplots(figsize=(5.5, 4.5))
+for value, name, color in [(0, "normal", "tab:blue"), (1, "anomalous", "tab:red")]:
+    ax.scatter(scaled_test["average"][split.y_test == value], after[split.y_test == value], s=5,
+               alpha=0.5, color=color, label=name)
+ax.set(title="ALPS: average before scaling vs after scaling",
+       xlabel="scaled mean of raw plain and perturbed MSE (ours)",
+       ylabel="mean of scaled plain and perturbed MSE")
+ax.legend()
+plt.show()
+largest = float((check["AUROC, raw"] - check["AUROC, scaled"]).abs().max())
+print(f"Conclusion: scaling moves the AUROC by at most {largest:.2g} points and changes "
+      f"{changed} of {len(split.X_test)} predict labels (score '{chosen_score}'): min-max "
+      "scaling is increasing and affine, so it keeps every order and maps the training "
+      "quantile onto the scaled one. The average is another matter: after scaling, each MSE is "
+      "divided by its own range on the validation normals, which reweights plain against "
+      "perturbed and can change the ranking. AUROC of the average taken before scaling "
+      f"{check.loc['average', 'AUROC, scaled']:.2f}, after {auroc_after:.2f}"
+      + (": a small difference here, because the two ranges are alike (the points lie near one "
+         "line), but the reading of section 3.3.3 matters whenever they differ."
+         if abs(check.loc["average", "AUROC, scaled"] - auroc_after) < 1 else
+         ": the reading of section 3.3.3 matters here."))

@@ -331,3 +331,48 @@ else:
 #    convergence with section 4.3.2's argument.
 # 3. The validation set holds made anomalies, not real ones. Plot validation AUROC against test
 #    AUROC over epochs: does the first predict the second?
+
+# %% [markdown] tags=["solution"]
+# ### Solution to exercise 3
+
+# %% tags=["solution"]
+from scipy.stats import spearmanr
+
+
+class TrackedADACL(adacl.ADACL):
+    """ADACL that also records the test AUROC after every epoch (for this exercise only: the
+    test labels never choose anything here)."""
+
+    def on_epoch_end(self, epoch):
+        super().on_epoch_end(epoch)
+        self.network_.eval()
+        with torch.no_grad():
+            self.history_[-1]["test_auroc"] = metrics.auroc(split.y_test,
+                                                            self._scores_of(split.X_test))
+
+
+curve_epochs = 5 if QUICK else num_epochs  # no early stopping: every epoch is a point
+tracked = TrackedADACL(seed=seeds[0], num_epochs=curve_epochs, patience=None, verbose=False)
+tracked.fit(split.X_train, split.X_val)
+curve = pd.DataFrame(tracked.history_)
+curve["epoch"] += 1
+fig, ax = plt.subplots(figsize=(6, 3.5))
+ax.plot(curve["epoch"], curve["val_metric"], "o-", label="validation AUROC (made anomalies)")
+ax.plot(curve["epoch"], curve["test_auroc"], "s-", label="test AUROC (real anomalies)")
+ax.set(title=f"ADACL, class {NORMAL_CLASS}: validation vs test AUROC per epoch",
+       xlabel="epoch", ylabel="AUROC", xticks=list(curve["epoch"]))
+ax.legend(fontsize="small")
+plt.show()
+rho = spearmanr(curve["val_metric"], curve["test_auroc"]).statistic
+kept, best = curve.loc[curve["val_metric"].idxmax()], curve.loc[curve["test_auroc"].idxmax()]
+print(f"Spearman correlation over {len(curve)} epochs: {rho:.2f}. The epoch validation keeps "
+      f"({int(kept['epoch'])}) has test AUROC {100 * kept['test_auroc']:.2f}; the best epoch on "
+      f"the test set ({int(best['epoch'])}) {100 * best['test_auroc']:.2f}.")
+verdict = ("predicts the test AUROC's ups and downs fairly well" if rho > 0.5
+           else "is a weak guide to the test AUROC")
+lost = 100 * (best["test_auroc"] - kept["test_auroc"])
+print(f"Conclusion: the validation AUROC {verdict} here; early stopping loses {lost:.2f} points "
+      "against an oracle that peeks at the test labels. Made anomalies are only a proxy: the "
+      "regressor can learn to spot the augmentations' traces (seams, rotations) faster than it "
+      "learns what real anomalies share."
+      + (" (Quick mode: 5 epochs on a subset, so few points.)" if QUICK else ""))
