@@ -244,7 +244,7 @@ for task in ["mnist2usps", "usps2mnist"]:
         print(f"{task}: no transfer runs are committed yet; the paper's Table 1:")
         display(paper)
         continue
-    rows = rows[~rows["quick"]]
+    rows = rows[~rows["quick"]].copy()
     rows["name"] = np.where(rows["mode"] == "transfer", rows["method"],
                             rows["method"] + " (" + rows["mode"] + ")")
     ours = rows.groupby(["name", "anomaly_rate"])["auroc"].agg(["mean", "std", "count"])
