@@ -49,6 +49,14 @@ Choices the paper leaves open, and what we chose (named in the notebook too):
   stage trades some source accuracy for alignment).
 * MNIST and USPS as 3-channel 28 x 28 images in [-1, 1] (USPS resized from 16).
 
+Measured so far (seed 0 of Table 1, ``results/*_mnist2usps.jsonl`` and ``*_usps2mnist.jsonl``;
+the issue is open): IWAD is unstable. Its AUROC over the rates 0.05 .. 0.45 is 71.7 / 68.4 / 39.3 / 35.1 / 72.6
+(M -> U; paper 84.0 .. 82.0) and 58.2 / 74.6 / 57.2 / 33.0 / 73.9 (U -> M; paper 96.0 .. 89.0),
+below MemAE fine-tuned (82.7 .. 66.6 and 93.3 .. 74.5), whose numbers, like the other baselines',
+follow the paper's. The adversarial stage at lr 0.01 moves the target's codes so far that its
+reconstructions degrade for normals and anomalies alike; next to try, on the development task:
+a smaller stage-2 learning rate, weights fixed from the pretrained model, a larger ``lambda``.
+
 Video (Table 2): for ``N x 1 x T x H x W`` cuboids the networks switch to the 3-D layers of
 :func:`adlib.methods.memae.conv3d_encoder` (section 4.1) and the domain classifier takes the
 flattened 3-D code; the protocol is :func:`adlib.video.ucsd_transfer` (16-frame cuboids at
