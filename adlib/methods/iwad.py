@@ -37,25 +37,26 @@ Choices the paper leaves open, and what we chose (named in the notebook too):
 * The gradient reversal's coefficient ramps from 0 to 1 over stage 2 (DANN's schedule, Ganin
   et al. 2016; ``adv_ramp``). A full-strength start at lr 0.01 wrecked the pretrained
   reconstructions within one epoch in our first trials.
-* ``lambda`` = 0.1 (the pretraining must favour the source; no value given); adversarial weight
-  1, eq. 8 as written. On a development task that never touches digit 0 (digit 2 as the normal
-  class, rate 0.25, seed 0; ``results/iwad_dev_*.jsonl``) the weights 0 / 0.01 / 0.1 / 1 gave
-  AUROC 64.8 / 64.5 / 61.8 / 64.6 (U -> M) and 61.0 / 59.0 / 63.1 / 60.0 (M -> U): flat within
-  noise, as the paper's Fig 6 says, so we kept 1; batch 32 source + 32 target images through one forward pass (shared
-  batch-norm statistics); an epoch is one pass over the source, target batches cycle;
-  10 pretraining epochs then 30 adversarial ones (the paper's Fig 2 shows 80; CPU budget).
+* ``lambda`` = 0.1 (the pretraining must favour the source; no value given); adversarial weight 1,
+  eq. 8 as written. On a development task that never touches digit 0 (digit 2 as the normal class,
+  rate 0.25, seed 0; ``results/iwad_dev_*.jsonl``) the weights 0 / 0.01 / 0.1 / 1 gave AUROC 64.8 /
+  64.5 / 61.8 / 64.6 (U -> M) and 61.0 / 59.0 / 63.1 / 60.0 (M -> U): flat within noise, as the
+  paper's Fig 6 says, so we kept 1; batch 32 source + 32 target images through one forward pass
+  (shared batch-norm statistics); an epoch is one pass over the source, target batches cycle; 10
+  pretraining epochs then 30 adversarial ones (the paper's Fig 2 shows 80; CPU budget).
 * Model selection: the last epoch is kept. No target label exists to select with, and the
   source's held-out reconstruction error would favour the pretrained model (the adversarial
   stage trades some source accuracy for alignment).
 * MNIST and USPS as 3-channel 28 x 28 images in [-1, 1] (USPS resized from 16).
 
-Measured so far (seed 0 of Table 1, ``results/*_mnist2usps.jsonl`` and ``*_usps2mnist.jsonl``;
-the issue is open): IWAD is unstable. Its AUROC over the rates 0.05 .. 0.45 is 71.7 / 68.4 / 39.3 / 35.1 / 72.6
-(M -> U; paper 84.0 .. 82.0) and 58.2 / 74.6 / 57.2 / 33.0 / 73.9 (U -> M; paper 96.0 .. 89.0),
-below MemAE fine-tuned (82.7 .. 66.6 and 93.3 .. 74.5), whose numbers, like the other baselines',
-follow the paper's. The adversarial stage at lr 0.01 moves the target's codes so far that its
-reconstructions degrade for normals and anomalies alike; next to try, on the development task:
-a smaller stage-2 learning rate, weights fixed from the pretrained model, a larger ``lambda``.
+Measured so far (seed 0 of Table 1, ``results/*_mnist2usps.jsonl`` and ``*_usps2mnist.jsonl``; the
+issue is open): IWAD is unstable. Its AUROC over the rates 0.05 .. 0.45 is 71.7 / 68.4 / 39.3 /
+35.1 / 72.6 (M -> U; paper 84.0 .. 82.0) and 58.2 / 74.6 / 57.2 / 33.0 / 73.9 (U -> M; paper 96.0
+.. 89.0), below MemAE fine-tuned (82.7 .. 66.6 and 93.3 .. 74.5), whose numbers, like the other
+baselines', follow the paper's. The adversarial stage at lr 0.01 moves the target's codes so far
+that its reconstructions degrade for normals and anomalies alike; next to try, on the development
+task: a smaller stage-2 learning rate, weights fixed from the pretrained model, a larger
+``lambda``.
 
 Video (Table 2): for ``N x 1 x T x H x W`` cuboids the networks switch to the 3-D layers of
 :func:`adlib.methods.memae.conv3d_encoder` (section 4.1) and the domain classifier takes the
