@@ -77,8 +77,7 @@ from torch.nn import functional as F
 from ..detectors import BaseDeepDetector, as_tensor
 from ..protocols import Preprocess
 from ..registry import register
-from .memae import (code_shape_3d, code_side, conv3d_decoder, conv3d_encoder, conv_decoder,
-                    conv_encoder)
+from .memae import code_shape, conv3d_decoder, conv3d_encoder, conv_decoder, conv_encoder
 
 __all__ = ["GradientReversal", "DomainClassifier", "IWADNet", "importance_weight_rule", "IWAD"]
 
@@ -224,14 +223,8 @@ class IWAD(BaseDeepDetector):
                 self.__dict__.pop(name, None)
 
     def build_network(self, input_shape):
-        if len(input_shape) == 4:  # video cuboids C x T x H x W: the 3-D layers
-            return IWADNet(input_shape[0], math.prod(code_shape_3d(input_shape)), video=True)
-        c, h, w = input_shape
-        (ch, rh), (cw, rw) = code_side(h), code_side(w)
-        if (rh, rw) != (h, w):
-            raise ValueError(f"IWAD's layers reconstruct sides 16, 28, 40, ... only (got {h} x "
-                             f"{w}): preprocess to 28 x 28")
-        return IWADNet(c, 8 * ch * cw)
+        video = len(input_shape) == 4  # cuboids C x T x H x W: the 3-D layers
+        return IWADNet(input_shape[0], math.prod(code_shape(input_shape)), video=video)
 
     def setup(self, X_train, X_val):
         self.eta_, self.beta_ = None, None

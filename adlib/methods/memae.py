@@ -47,8 +47,8 @@ from ..protocols import Preprocess
 from ..registry import register
 
 __all__ = ["conv_encoder", "conv_decoder", "conv3d_encoder", "conv3d_decoder", "code_side",
-           "code_shape_3d", "hard_shrink", "MemoryModule", "MemAENet", "attention_entropy",
-           "MemAE"]
+           "code_shape", "code_shape_3d", "hard_shrink", "MemoryModule", "MemAENet",
+           "attention_entropy", "MemAE"]
 
 
 def _block(conv: nn.Module, channels: int) -> list:
@@ -107,6 +107,19 @@ def code_side(side: int) -> tuple[int, int]:
     """The code's side for an input side, and the side the decoder gives back from it."""
     s = ((side - 1) // 2) // 2 // 3 + 1
     return s, 4 * (3 * s - 2)
+
+
+def code_shape(input_shape: tuple) -> tuple:
+    """The code's shape for a ``C x H x W`` image (2-D layers) or a ``C x T x H x W`` cuboid
+    (3-D layers); raises unless the decoder gives the input's shape back."""
+    if len(input_shape) == 4:
+        return code_shape_3d(input_shape)
+    _, h, w = input_shape
+    (ch, rh), (cw, rw) = code_side(h), code_side(w)
+    if (rh, rw) != (h, w):
+        raise ValueError(f"the 2-D layers of IWAD section 4.1 reconstruct sides 4 (3k - 2) = 16, "
+                         f"28, 40, ... only (got {h} x {w}): preprocess to 28 x 28")
+    return 8, ch, cw
 
 
 def hard_shrink(w: torch.Tensor, threshold: float, eps: float = 1e-12) -> torch.Tensor:
@@ -217,16 +230,9 @@ class MemAE(BaseDeepDetector):
     def build_network(self, input_shape):
         if getattr(self, "_fine_tuning", False):  # fine_tune: continue with the fitted network
             return self.network_
-        if len(input_shape) == 4:  # video cuboids C x T x H x W: 3-D layers
-            return MemAENet(input_shape[0], code_shape_3d(input_shape), int(self.num_slots),
-                            self.shrink_lambda, bool(self.cosine), video=True)
-        c, h, w = input_shape
-        (ch, rh), (cw, rw) = code_side(h), code_side(w)
-        if (rh, rw) != (h, w):
-            raise ValueError(f"MemAE's layers reconstruct sides 4 (3k - 2) = 16, 28, 40, ... "
-                             f"only (got {h} x {w}): preprocess to 28 x 28")
-        return MemAENet(c, (8, ch, cw), int(self.num_slots), self.shrink_lambda,
-                        bool(self.cosine))
+        video = len(input_shape) == 4  # cuboids C x T x H x W: the 3-D layers
+        return MemAENet(input_shape[0], code_shape(input_shape), int(self.num_slots),
+                        self.shrink_lambda, bool(self.cosine), video=video)
 
     def configure_optimizers(self, steps_per_epoch):
         optimizer = torch.optim.Adam(self.network_.parameters(), lr=self.lr)
