@@ -208,9 +208,9 @@ class IWAD(BaseDeepDetector):
         """
         if X_target is None or len(X_target) == 0:
             raise ValueError("IWAD needs unlabelled target images: fit(X_source, X_target)")
-        self.X_target_ = as_tensor(X_target)
-        if tuple(self.X_target_.shape[1:]) != tuple(as_tensor(X_source).shape[1:]):
-            raise ValueError(f"source images {tuple(as_tensor(X_source).shape[1:])} and target "
+        self.X_target_, X_source = as_tensor(X_target), as_tensor(X_source)
+        if self.X_target_.shape[1:] != X_source.shape[1:]:
+            raise ValueError(f"source images {tuple(X_source.shape[1:])} and target "
                              f"images {tuple(self.X_target_.shape[1:])} differ in shape")
         self.monitor_ = {k: as_tensor(v) for k, v in (monitor or {}).items()}
         if X_val is not None and len(X_val):
@@ -259,8 +259,9 @@ class IWAD(BaseDeepDetector):
     def training_step(self, source, epoch):
         """Stage 1 (eq. 7) before ``pretrain_epochs``, stage 2 (eq. 8) after."""
         target = next(self._target_batches)
-        recon, logits = self.network_(torch.cat([source, target]))
-        losses = per_image_mse(recon, torch.cat([source, target]))
+        both = torch.cat([source, target])
+        recon, logits = self.network_(both)
+        losses = per_image_mse(recon, both)
         ns = len(source)
         stage2 = epoch >= self.pretrain_epochs_
         w = torch.ones_like(losses[ns:])
