@@ -164,3 +164,21 @@ def test_run_transfer_rejects_bad_modes():
         bench.run_transfer("isolation_forest", "mnist", "usps", mode="finetune")
     with pytest.raises(ValueError, match="transfer method"):
         bench.run_grid("iwad", "mnist")
+
+
+def test_the_reversal_ramp_starts_at_zero_on_the_first_adversarial_step(monkeypatch):
+    from adlib.methods import iwad as iwad_module
+
+    used = []
+    forward = iwad_module.GradientReversal.forward
+
+    def recording(module, x):
+        if module.training:
+            used.append(module.coeff)
+        return forward(module, x)
+
+    monkeypatch.setattr(iwad_module.GradientReversal, "forward", recording)
+    source, target = pair()
+    tiny(num_epochs=2, pretrain_epochs=1).fit(source, target)
+    stage2 = used[len(used) // 2:]  # 3 steps an epoch: the second half is stage 2
+    assert stage2[0] == 0.0 and stage2 == sorted(stage2) and stage2[-1] > 0

@@ -260,10 +260,12 @@ class IWAD(BaseDeepDetector):
         """Stage 1 (eq. 7) before ``pretrain_epochs``, stage 2 (eq. 8) after."""
         target = next(self._target_batches)
         both = torch.cat([source, target])
+        stage2 = epoch >= self.pretrain_epochs_
+        if stage2 and self.adv_weight > 0:  # before the forward pass, which records it
+            self.network_.reverse.coeff = self._reversal(epoch)
         recon, logits = self.network_(both)
         losses = per_image_mse(recon, both)
         ns = len(source)
-        stage2 = epoch >= self.pretrain_epochs_
         w = torch.ones_like(losses[ns:])
         if stage2:  # normalised to mean 1 over the batch, as in IWAN (Zhang et al. 2018)
             w = self.importance_weights(losses[ns:].detach())
@@ -273,7 +275,6 @@ class IWAD(BaseDeepDetector):
                "L_recon_target": float(losses[ns:].mean().detach())}
         loss = recon_loss
         if stage2 and self.adv_weight > 0:
-            self.network_.reverse.coeff = self._reversal(epoch)
             domain = torch.cat([torch.zeros(ns), torch.ones(len(target))]).to(logits.device)
             per_image = F.binary_cross_entropy_with_logits(logits, domain, reduction="none")
             adv = per_image[:ns].mean() + (w * per_image[ns:]).mean()
