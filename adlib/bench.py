@@ -139,13 +139,28 @@ def run_one(method: str, split, seed: int, params: dict, quick: bool, verbose: b
     return out
 
 
-def _fitted(method: str, split, seed: int, params: dict, quick: bool, verbose: bool):
-    """``method`` built with ``seed`` and ``params`` and fitted on ``split`` (its labelled
-    anomalies too, for a few-shot method)."""
+def _built(method: str, seed: int, params: dict, quick: bool, verbose: bool):
+    """``method`` built with ``seed`` and ``params``, its ``quick`` and ``verbose`` set where it
+    has them."""
     detector = get_detector(method, seed=seed, **params)
     for name, value in (("quick", quick), ("verbose", verbose)):
         if name in detector.get_params():
             detector.set_params(**{name: value})
+    return detector
+
+
+def _run_stamp(started: float, base: dict) -> dict:
+    """What closes every results row: wall time since ``started``, peak memory, the finishing
+    time and the provenance ``base``."""
+    return {"wall_s": round(time.perf_counter() - started, 3),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), **base}
+
+
+def _fitted(method: str, split, seed: int, params: dict, quick: bool, verbose: bool):
+    """``method`` built with ``seed`` and ``params`` and fitted on ``split`` (its labelled
+    anomalies too, for a few-shot method)."""
+    detector = _built(method, seed, params, quick, verbose)
     if detector.learning_type == "few_shot":  # labelled anomalies of the protocol, if any
         return detector.fit(split.X_train, split.X_val, getattr(split, "X_anomalies", None))
     return detector.fit(split.X_train, split.X_val)
@@ -227,10 +242,7 @@ def run_grid(method: str, dataset: str, classes="all", seeds=(0,), *, quick: boo
         row = {"key": run_key(cls.name, dataset, c, s, variant, quick), "method": cls.name,
                "dataset": dataset, "normal_class": c, "class_name": train.classes[c], "seed": s,
                "variant": variant, "quick": quick, **result, "protocol": split.info,
-               "wall_s": round(time.perf_counter() - wall, 3),
-               "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-               "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-               **base}
+               **_run_stamp(wall, base)}
         append_row(out, row)
         tqdm.write(f"  class {c} seed {s}: AUROC {100 * result['auroc']:.2f} "
                    f"({row['wall_s']:.0f} s)")
@@ -294,10 +306,7 @@ def run_video(method: str, dataset: str = "ucsd_ped2", seeds=(0,), *, quick: boo
                "extract_peak_rss_mb": round(extract_rss, 1), **_training_record(detector),
                "frame_scores": {name: [round(float(v), 6) for v in clip]
                                 for name, clip in zip(split.test.names, scores)},
-               "protocol": split.info, "wall_s": round(time.perf_counter() - wall, 3),
-               "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-               "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-               **base}
+               "protocol": split.info, **_run_stamp(wall, base)}
         if hasattr(detector, "selected_score_"):
             row["selected_score"] = detector.selected_score_
         append_row(out, row)
@@ -307,32 +316,25 @@ def run_video(method: str, dataset: str = "ucsd_ped2", seeds=(0,), *, quick: boo
 
 
 def _transfer_fit(cls, mode: str, split, seed: int, params: dict, quick: bool, verbose: bool,
-                  source_model=None):
-    """A detector fitted on ``split`` the way ``mode`` says (see :data:`TRANSFER_MODES`);
-    ``source_model`` (fitted on the source) is copied for ``"finetune"``."""
+                  cache: dict):
+    """A detector fitted on ``split`` the way ``mode`` says (see :data:`TRANSFER_MODES`). The
+    source-trained model of ``"source"`` and ``"finetune"`` is fitted once and kept in
+    ``cache`` (one per class and seed); ``"finetune"`` fine-tunes a copy of it."""
+    detector = _built(cls.name, seed, params, quick, verbose)
     if cls.learning_type == "transfer":
-        detector = get_detector(cls.name, seed=seed, **params)
-        for name, value in (("quick", quick), ("verbose", verbose)):
-            if name in detector.get_params():
-                detector.set_params(**{name: value})
         return detector.fit(split.X_source, split.X_target, split.X_val)
+    if mode in ("source", "finetune") and "source" not in cache:
+        cache["source"] = detector.fit(split.X_source, split.X_val)
+    if mode == "source":
+        return cache["source"]
     if mode == "finetune":
-        detector = copy.deepcopy(source_model)
+        detector = copy.deepcopy(cache["source"])
         started = time.perf_counter()
         detector.fine_tune(split.X_target)
-        detector.fit_seconds_ = source_model.fit_seconds_ + time.perf_counter() - started
+        detector.fit_seconds_ = cache["source"].fit_seconds_ + time.perf_counter() - started
         return detector
-    X_train, X_val = {"source": (split.X_source, split.X_val),
-                      "target": (split.X_target, None),
-                      "target_normals": (split.X_target_normals, None)}[mode]
-    return _fitted(cls.name, _Fit(X_train, X_val), seed, params, quick, verbose)
-
-
-class _Fit:
-    """The two arrays :func:`_fitted` reads."""
-
-    def __init__(self, X_train, X_val):
-        self.X_train, self.X_val = X_train, X_val
+    X_train = split.X_target if mode == "target" else split.X_target_normals
+    return detector.fit(X_train, None)
 
 
 def run_transfer(method: str, source: str, target: str, rates=TRANSFER_RATES, seeds=(0,), *,
@@ -380,7 +382,7 @@ def run_transfer(method: str, source: str, target: str, rates=TRANSFER_RATES, se
           f"{n_done} already in {out}")
     base = provenance()
     for c, s in tqdm(todo, desc=f"{cls.name}/{task}", unit="seed", disable=not verbose):
-        source_model = None
+        cache = {}
         for r in rates:
             if key(c, s, r) in done:
                 continue
@@ -388,10 +390,7 @@ def run_transfer(method: str, source: str, target: str, rates=TRANSFER_RATES, se
             split = transfer(source, target, r, s, normal_class=c, preprocess=TRANSFER_PREPROCESS,
                              max_source=max_train, max_target=max_train, max_test=max_test,
                              sets=sets)
-            if mode in ("source", "finetune") and source_model is None:
-                source_model = _transfer_fit(cls, "source", split, s, params, quick, verbose)
-            detector = (source_model if mode == "source" else
-                        _transfer_fit(cls, mode, split, s, params, quick, verbose, source_model))
+            detector = _transfer_fit(cls, mode, split, s, params, quick, verbose, cache)
             started = time.perf_counter()
             scores = detector.score(split.X_test)
             row = {"key": key(c, s, r), "method": cls.name, "dataset": task, "source": source,
@@ -401,11 +400,7 @@ def run_transfer(method: str, source: str, target: str, rates=TRANSFER_RATES, se
                    "fit_s": round(detector.fit_seconds_, 3),
                    "score_s": round(time.perf_counter() - started, 3),
                    **_training_record(detector), "protocol": split.info,
-                   "wall_s": round(time.perf_counter() - wall, 3),
-                   "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-                                        / 1024, 1),
-                   "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                   **base}
+                   **_run_stamp(wall, base)}
             for attr in ("eta_", "beta_"):
                 if getattr(detector, attr, None) is not None:
                     row[attr.rstrip("_")] = float(getattr(detector, attr))
@@ -432,11 +427,7 @@ def _run_video_transfer(cls, mode, source, target, seeds, params, variant, out, 
         wall = time.perf_counter()
         split = ucsd_transfer(source, target, s, max_source=max_train, max_target=max_train,
                               root=root, verify=verify)
-        source_model = None
-        if mode in ("source", "finetune"):
-            source_model = _transfer_fit(cls, "source", split, s, params, quick, verbose)
-        detector = (source_model if mode == "source" else
-                    _transfer_fit(cls, mode, split, s, params, quick, verbose, source_model))
+        detector = _transfer_fit(cls, mode, split, s, params, quick, verbose, {})
         started = time.perf_counter()
         scores = score_cuboid_clips(detector, split)
         row = {"key": run_key(cls.name, task, 0, s, variant, quick), "method": cls.name,
@@ -445,10 +436,7 @@ def _run_video_transfer(cls, mode, source, target, seeds, params, variant, out, 
                "quick": quick, **frame_metrics(scores, split.test.labels),
                "fit_s": round(detector.fit_seconds_, 3),
                "score_s": round(time.perf_counter() - started, 3), **_training_record(detector),
-               "protocol": split.info, "wall_s": round(time.perf_counter() - wall, 3),
-               "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-               "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-               **base}
+               "protocol": split.info, **_run_stamp(wall, base)}
         append_row(out, row)
         tqdm.write(f"  seed {s}: frame AUROC {100 * row['auroc']:.2f} ({row['wall_s']:.0f} s)")
     return out
