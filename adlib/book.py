@@ -27,9 +27,11 @@ __all__ = ["notebook_sources", "execute_notebook", "execute_notebook_node", "exe
 SCREENSHOTS = BOOK / "_build" / "screenshots"
 
 
-def notebook_sources() -> list[Path]:
-    """The paired jupytext sources, ``notebooks/*.py``, in chapter order."""
-    return sorted(NOTEBOOKS.glob("[0-9]*.py"))
+def notebook_sources(names=None) -> list[Path]:
+    """The paired jupytext sources, ``notebooks/*.py``, in chapter order (only those whose stem
+    starts with one of ``names``, when given)."""
+    return [s for s in sorted(NOTEBOOKS.glob("[0-9]*.py"))
+            if not names or any(s.stem.startswith(n) for n in names)]
 
 
 def execute_notebook(source: Path, out_dir: Path, quick: bool = True) -> float:
@@ -69,9 +71,7 @@ def execute_notebooks(out_dir: Path = BOOK / "executed", quick: bool = True,
     Returns ``{stem: seconds or the exception}``; never stops at the first failure.
     """
     outcome = {}
-    for source in notebook_sources():
-        if names and not any(source.stem.startswith(n) for n in names):
-            continue
+    for source in notebook_sources(names):
         print(f"executing {source.name} (quick={quick}) ...", flush=True)
         try:
             outcome[source.stem] = execute_notebook(source, out_dir, quick)

@@ -71,8 +71,7 @@ def student_version(source: Path):
 
 def _selected(names: list[str] | None) -> list[Path]:
     """The notebook sources whose stem starts with one of ``names`` (all when ``None``)."""
-    sources = [s for s in book.notebook_sources()
-               if not names or any(s.stem.startswith(n) for n in names)]
+    sources = book.notebook_sources(names)
     if not sources:
         raise ValueError(f"no notebook in {book.NOTEBOOKS} starts with any of {names}")
     return sources

@@ -322,9 +322,8 @@ def transfer(source: str, target: str, anomaly_rate: float, seed: int = 0, *,
         rng = np.random.default_rng(seed + 1)
         y = tgt.y_test[keep]
         n_anom = max(1, int(round(max_test * anomaly_rate)))
-        keep = np.sort(np.concatenate([
-            rng.choice(keep[y == 0], max_test - n_anom, replace=False),
-            rng.choice(keep[y == 1], min(n_anom, int(y.sum())), replace=False)]))
+        keep = np.sort(np.concatenate([_subsample(keep[y == 0], max_test - n_anom, rng),
+                                       _subsample(keep[y == 1], n_anom, rng)]))
     info = {"protocol": "transfer", "source": source, "target": target,
             "anomaly_rate": anomaly_rate, "normal_class": normal_class, "seed": seed,
             "n_source": len(src.X_train), "n_val": len(src.X_val),
