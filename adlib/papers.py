@@ -9,7 +9,8 @@ import pandas as pd
 
 __all__ = ["THESIS_TABLE_4_1", "THESIS_TABLE_4_1_MEANS", "THESIS_TABLE_4_2", "THESIS_TABLE_4_4",
            "THESIS_TABLE_3_1", "THESIS_TABLE_3_1_MEANS", "THESIS_TABLE_3_2", "THESIS_TABLE_3_3",
-           "G2D_TABLE_1", "G2D_TABLE_2", "IWAD_TABLE_1", "IWAD_RATES", "paper_table", "beside_paper", "video_table"]
+           "G2D_TABLE_1", "G2D_TABLE_2", "IWAD_TABLE_1", "IWAD_RATES", "paper_table",
+           "beside_paper", "video_table"]
 
 #: Thesis (Khazaie 2022) Table 4.1: one-class AUROC (%) on MNIST, Fashion-MNIST and CIFAR-10.
 THESIS_TABLE_4_1 = {

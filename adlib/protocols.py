@@ -223,8 +223,8 @@ def contaminated(dataset: str, normal_class: int, outlier_ratio: float, seed: in
     out_idx = np.sort(rng.choice(other, size=n_out, replace=False))
     split.X_train = torch.cat([split.X_train, preprocess(train.images[out_idx])])
     split.y_train = np.concatenate([split.y_train, np.ones(n_out, dtype=np.int64)])
-    split.info.update(protocol="contaminated", outlier_ratio=outlier_ratio, n_train=len(split.X_train),
-                      n_train_anomalies=n_out)
+    split.info.update(protocol="contaminated", outlier_ratio=outlier_ratio,
+                      n_train=len(split.X_train), n_train_anomalies=n_out)
     return split
 
 

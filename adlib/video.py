@@ -591,30 +591,31 @@ def ucsd_transfer(source: str = "ucsd_ped1", target: str = "ucsd_ped2", seed: in
         return found if found is not None else load_ucsd(name, part, root=root, verify=verify)
 
     rng = np.random.default_rng(seed)
-    src = np.concatenate([clip_cuboids(f, length, stride, side)[0]
-                          for f in load(source, "train").frames])
+
+    def cuboids(videos: VideoSet) -> np.ndarray:
+        return np.concatenate([clip_cuboids(f, length, stride, side)[0] for f in videos.frames])
+
+    def capped(x: np.ndarray) -> np.ndarray:
+        if max_target is None or max_target >= len(x):
+            return x
+        return x[np.sort(rng.choice(len(x), max_target, replace=False))]
+
+    src = cuboids(load(source, "train"))
     order = rng.permutation(len(src))
     if max_source is not None:
         order = order[:max_source]
     n_val = max(1, int(round(val_size * len(order))))
     val_idx, src_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
     test = load(target, "test")
-    tgt = np.concatenate([clip_cuboids(f, length, stride, side)[0] for f in test.frames])
-    tgt_normal = np.concatenate([clip_cuboids(f, length, stride, side)[0]
-                                 for f in load(target, "train").frames])
-    if max_target is not None and max_target < len(tgt):
-        tgt = tgt[np.sort(rng.choice(len(tgt), max_target, replace=False))]
-    if max_target is not None and max_target < len(tgt_normal):
-        tgt_normal = tgt_normal[np.sort(rng.choice(len(tgt_normal), max_target, replace=False))]
+    tgt, tgt_normal = cuboids(test), cuboids(load(target, "train"))
+    tgt, tgt_normal = capped(tgt), capped(tgt_normal)
     info = {"protocol": "video_transfer", "source": source, "target": target, "seed": seed,
             "length": length, "stride": stride, "side": side, "n_source": int(len(src_idx)),
             "n_val": int(len(val_idx)), "n_target": int(len(tgt)),
             "n_test_frames": test.num_frames,
             "n_test_abnormal": int(sum(lbl.sum() for lbl in test.labels))}
-    return CuboidTransferSplit(_cuboid_input(src[src_idx], scale), _cuboid_input(src[val_idx],
-                                                                                   scale),
-                               _cuboid_input(tgt, scale), _cuboid_input(tgt_normal, scale), test,
-                               length, stride, side, scale, info)
+    as_input = [_cuboid_input(x, scale) for x in (src[src_idx], src[val_idx], tgt, tgt_normal)]
+    return CuboidTransferSplit(*as_input, test, length, stride, side, scale, info)
 
 
 def score_cuboid_clips(detector, split: CuboidTransferSplit) -> list:
