@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .data import DATASETS, DataError, load_dataset
+from .grid import BACKENDS, run_jobs
 from .metrics import evaluate, f1_at_threshold
 from .papers import IWAD_RATES
 from .protocols import (anomaly_class, development_split, one_class, outlier_ratio_indices,
@@ -40,7 +41,7 @@ from .results import append_row, load_results, per_class_table, read_rows, run_k
 from .video import (VIDEO_DATASETS, frame_metrics, frame_scores, load_ucsd, score_clips,
                     motion_in_test_clips, score_cuboid_clips, ucsd_patches, ucsd_transfer)
 
-__all__ = ["provenance", "run_one", "run_grid", "run_video", "run_transfer", "main"]
+__all__ = ["provenance", "n_params", "run_one", "run_grid", "grid_row", "run_video", "run_transfer", "main"]
 
 #: IWAD Table 1's anomaly rates of the target domain.
 TRANSFER_RATES = IWAD_RATES
@@ -74,6 +75,15 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def _hardware() -> dict:
+    """The machine and torch settings of this process (a Ray worker's own, on a cluster)."""
+    return {"cpu": _cpu_model(), "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "deterministic": torch.are_deterministic_algorithms_enabled(),
+            "hostname": platform.node()}
+
+
 def provenance() -> dict:
     """Who and what produced a row: command, commit, versions and hardware."""
     import sklearn
@@ -86,10 +96,7 @@ def provenance() -> dict:
         "versions": {"adlib": __version__, "python": platform.python_version(),
                      "torch": torch.__version__, "torchvision": torchvision.__version__,
                      "numpy": np.__version__, "sklearn": sklearn.__version__},
-        "cpu": _cpu_model(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "deterministic": torch.are_deterministic_algorithms_enabled(),
-        "hostname": platform.node(),
+        **_hardware(),
     }
 
 
@@ -166,9 +173,23 @@ def _fitted(method: str, split, seed: int, params: dict, quick: bool, verbose: b
     return detector.fit(split.X_train, split.X_val)
 
 
+def n_params(detector) -> int | None:
+    """Trainable parameters of every torch module a fitted detector holds (``None`` for a
+    detector without one, such as the scikit-learn baselines); a wrapper of another library
+    reports its own count as ``n_params_``."""
+    if getattr(detector, "n_params_", None) is not None:
+        return int(detector.n_params_)
+    seen = {}
+    for value in vars(detector).values():
+        if isinstance(value, torch.nn.Module):
+            seen.update({id(p): p.numel() for p in value.parameters() if p.requires_grad})
+    return sum(seen.values()) if seen else None
+
+
 def _training_record(detector) -> dict:
     """What a results row keeps of a fitted detector: parameters, epochs, history."""
-    out = {"params": {k: _jsonable(v) for k, v in detector.get_params().items()}}
+    out = {"params": {k: _jsonable(v) for k, v in detector.get_params().items()},
+           "n_params": n_params(detector)}
     for attr in ("epochs_run_", "best_epoch_"):
         if hasattr(detector, attr):
             out[attr.rstrip("_")] = int(getattr(detector, attr))
@@ -188,7 +209,9 @@ def run_grid(method: str, dataset: str, classes="all", seeds=(0,), *, quick: boo
              params: dict | None = None, variant: str = "default", out: str | None = None,
              max_train: int | None = None, max_test: int | None = None, root=None,
              verify: bool = True, verbose: bool = True, protocol: dict | None = None,
-             dev: bool = False, outlier_ratios=()) -> Path:
+             dev: bool = False, outlier_ratios=(), backend: str = "local",
+             ray_address: str | None = None, ray_num_cpus: float = 1,
+             ray_num_gpus: float = 0) -> Path:
     """Run the (class x seed) grid, appending one row per finished run to ``out``.
 
     ``verify=False`` skips the tree-digest check (for data that is not a published copy). A video
@@ -200,10 +223,19 @@ def run_grid(method: str, dataset: str, classes="all", seeds=(0,), *, quick: boo
     options are folded into the variant's name. ``dev=True`` evaluates on
     :func:`adlib.protocols.development_split` (training images only) instead of the test split,
     for choosing hyperparameters without test labels; its rows carry the variant ``<name>+dev``.
+
+    ``backend="ray"`` runs each (class, seed) pair as a Ray task (:mod:`adlib.grid`) with
+    ``ray_num_cpus`` CPUs and ``ray_num_gpus`` GPUs reserved; ``ray_address`` is ``None`` (a
+    single-machine Ray started here), ``"auto"`` or ``"ray://host:port"`` (a cluster). The rows,
+    their keys and the resume behaviour are the same as with ``"local"``; rows carry ``backend``.
     """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if dataset not in DATASETS and dataset not in VIDEO_DATASETS:
         raise DataError(f"unknown dataset {dataset!r}; image datasets: {', '.join(DATASETS)}; "
                         f"video datasets: {', '.join(VIDEO_DATASETS)}")
+    if dataset in VIDEO_DATASETS and backend != "local":
+        raise ValueError(f"backend {backend!r} runs image grids only; run {dataset} locally")
     if dataset in VIDEO_DATASETS:
         return run_video(method, dataset, seeds, quick=quick, params=params, variant=variant,
                          out=out, max_train=max_train, root=root, verify=verify,
@@ -225,28 +257,47 @@ def run_grid(method: str, dataset: str, classes="all", seeds=(0,), *, quick: boo
     todo = [(c, s) for c, s in grid
             if run_key(cls.name, dataset, c, s, variant, quick) not in done]
     print(f"{cls.name} on {dataset}: {len(grid)} runs, {len(grid) - len(todo)} already in {out}")
-    base = provenance()
-    for c, s in tqdm(todo, desc=f"{cls.name}/{dataset}", unit="run", disable=not verbose):
-        wall = time.perf_counter()
-        if few_shot:  # ADNL's protocol: class c is the anomaly, a few of it labelled
-            split = anomaly_class(dataset, c, seed=s, preprocess=cls.preprocess,
-                                  max_train=max_train, max_test=max_test, train_set=train,
-                                  test_set=test, **(protocol or {}))
-        else:
-            split = one_class(dataset, c, seed=s, preprocess=cls.preprocess,
-                              max_train=max_train, max_test=max_test, train_set=train,
-                              test_set=test)
-        if dev:
-            split = development_split(split, train, seed=s, preprocess=cls.preprocess)
-        result = run_one(cls.name, split, s, params, quick, verbose, outlier_ratios)
-        row = {"key": run_key(cls.name, dataset, c, s, variant, quick), "method": cls.name,
-               "dataset": dataset, "normal_class": c, "class_name": train.classes[c], "seed": s,
-               "variant": variant, "quick": quick, **result, "protocol": split.info,
-               **_run_stamp(wall, base)}
+    shared = dict(method=cls.name, dataset=dataset, train=train, test=test, params=params,
+                  quick=quick, verbose=verbose, variant=variant, few_shot=few_shot,
+                  protocol=protocol, dev=dev, max_train=max_train, max_test=max_test,
+                  outlier_ratios=tuple(outlier_ratios), preprocess=cls.preprocess,
+                  base={**provenance(), "backend": backend})
+
+    def finished(job, row):  # in this process, as each run ends: the file is the checkpoint
         append_row(out, row)
-        tqdm.write(f"  class {c} seed {s}: AUROC {100 * result['auroc']:.2f} "
-                   f"({row['wall_s']:.0f} s)")
+        tqdm.write(f"  class {row['normal_class']} seed {row['seed']}: AUROC "
+                   f"{100 * row['auroc']:.2f} ({row['wall_s']:.0f} s)")
+
+    run_jobs(grid_row, shared, todo, finished, backend=backend, address=ray_address,
+             num_cpus=ray_num_cpus, num_gpus=ray_num_gpus, desc=f"{cls.name}/{dataset}",
+             verbose=verbose)
     return out
+
+
+def grid_row(grid: dict, job) -> dict:
+    """One run of :func:`run_grid`'s grid: the split of ``job = (class, seed)``, the fit and
+    scores of :func:`run_one`, and the results row. ``grid`` holds what all runs share; a
+    module-level function, so a Ray worker can run it (:mod:`adlib.grid`)."""
+    c, s = job
+    wall = time.perf_counter()
+    method, dataset, train, test = grid["method"], grid["dataset"], grid["train"], grid["test"]
+    preprocess, max_train, max_test = grid["preprocess"], grid["max_train"], grid["max_test"]
+    if grid["few_shot"]:  # ADNL's protocol: class c is the anomaly, a few of it labelled
+        split = anomaly_class(dataset, c, seed=s, preprocess=preprocess, max_train=max_train,
+                              max_test=max_test, train_set=train, test_set=test,
+                              **(grid["protocol"] or {}))
+    else:
+        split = one_class(dataset, c, seed=s, preprocess=preprocess, max_train=max_train,
+                          max_test=max_test, train_set=train, test_set=test)
+    if grid["dev"]:
+        split = development_split(split, train, seed=s, preprocess=preprocess)
+    result = run_one(method, split, s, grid["params"], grid["quick"], grid["verbose"],
+                     grid["outlier_ratios"])
+    return {"key": run_key(method, dataset, c, s, grid["variant"], grid["quick"]),
+            "method": method, "dataset": dataset, "normal_class": c,
+            "class_name": train.classes[c], "seed": s, "variant": grid["variant"],
+            "quick": grid["quick"], **result, "protocol": split.info,
+            **_run_stamp(wall, {**grid["base"], **_hardware()})}
 
 
 def _prepare(method: str, dataset: str, params, quick: bool, out):
@@ -487,11 +538,25 @@ def main(argv=None) -> int:
     b.add_argument("--max-test", type=int, help="cap the test images (stratified)")
     b.add_argument("--data-root", help="data folder (default $ADLIB_DATA)")
     b.add_argument("--quiet", action="store_true")
+    b.add_argument("--backend", choices=BACKENDS, default="local",
+                   help="where the runs execute: here one after the other, or as Ray tasks")
+    b.add_argument("--ray-address", help="with --backend ray: 'auto' or 'ray://host:port' for "
+                                         "a running cluster (default: start Ray on this machine)")
+    b.add_argument("--ray-cpus", type=float, default=1,
+                   help="with --backend ray: CPUs reserved for each run (default 1)")
+    b.add_argument("--ray-gpus", type=float, default=0,
+                   help="with --backend ray: GPUs reserved for each run (default 0)")
     t = sub.add_parser("table", help="per-class table of results files")
     t.add_argument("paths", nargs="+")
     t.add_argument("--metric", default="auroc")
     t.add_argument("--by", default="method")
     sub.add_parser("list", help="registered detectors and what they declare")
+    c = sub.add_parser("cost", help="the leaderboard's cost run: each entry trained once on "
+                                    "one class here (run it alone on the machine)")
+    c.add_argument("--dataset", default="mnist")
+    c.add_argument("--class", dest="normal_class", type=int, default=0)
+    c.add_argument("--methods", nargs="+", help="entries to measure (default: all)")
+    c.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)
 
     if args.command == "list":
@@ -499,6 +564,10 @@ def main(argv=None) -> int:
             cls = detector_class(name)
             print(f"{name:18s} {cls.learning_type:10s} epochs={cls.default_epochs} "
                   f"quick={cls.quick_epochs} gpu={cls.needs_gpu} notebook={cls.notebook}")
+        return 0
+    if args.command == "cost":
+        from .leaderboard import run_cost
+        run_cost(args.dataset, args.normal_class, methods=args.methods, quick=args.quick)
         return 0
     if args.command == "table":
         df = load_results(*args.paths)
@@ -511,6 +580,8 @@ def main(argv=None) -> int:
     params = _parse_set(args.set)
     if args.epochs is not None:
         params["num_epochs"] = args.epochs
+    if args.transfer and args.backend != "local":
+        parser.error("--transfer runs with --backend local only")
     if args.transfer:
         run_transfer(args.method, *args.transfer, rates=args.rates, seeds=args.seeds,
                      mode=args.mode, normal_classes=[0] if classes == "all" else classes,
@@ -522,5 +593,7 @@ def main(argv=None) -> int:
              variant=args.variant, out=args.out, max_train=args.max_train,
              max_test=args.max_test, root=args.data_root, verbose=not args.quiet,
              protocol=_parse_set(args.protocol), dev=args.dev,
-             outlier_ratios=args.outlier_ratios)
+             outlier_ratios=args.outlier_ratios, backend=args.backend,
+             ray_address=args.ray_address, ray_num_cpus=args.ray_cpus,
+             ray_num_gpus=args.ray_gpus)
     return 0

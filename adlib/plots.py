@@ -1,4 +1,5 @@
-"""Figures the chapters share: score histograms, ROC curves, image grids, training curves.
+"""Figures the chapters share: score histograms, ROC curves, image grids, training curves,
+the leaderboard's rank plot.
 
 Every function draws on a given matplotlib ``Axes`` (or makes one), titles it and labels its
 axes, and returns the ``Axes``.
@@ -12,7 +13,7 @@ import seaborn as sns
 from .metrics import auroc, roc_curve
 
 __all__ = ["score_histogram", "roc_curves", "image_grid", "training_curves", "scores_over_time",
-           "mask_overlay"]
+           "mask_overlay", "rank_plot"]
 
 
 def _axes(ax):
@@ -112,4 +113,26 @@ def mask_overlay(frame, mask, title: str, ax=None, heat=None, alpha: float = 0.4
     if mask is not None and np.asarray(mask).any():
         ax.contour(np.asarray(mask, float), levels=[0.5], colors="red", linewidths=1.2)
     ax.set(title=title, xlabel="x (pixels)", ylabel="y (pixels)")
+    return ax
+
+
+def rank_plot(average_ranks, critical_difference: float, title: str, ax=None, kinds=None):
+    """Average ranks across classes (1 = best, at the left), one row per entry, with the Nemenyi
+    critical difference drawn from the best rank: entries inside the bar are not significantly
+    worse than the best (Demsar 2006). ``kinds`` maps entries to a colour group."""
+    ranks = average_ranks.sort_values()
+    ax = ax if ax is not None else plt.subplots(figsize=(6.5, 0.45 * len(ranks) + 1.2))[1]
+    palette = dict(zip(sorted(set((kinds or {}).values())), sns.color_palette("deep")))
+    y = np.arange(len(ranks))[::-1]
+    for yi, (name, rank) in zip(y, ranks.items()):
+        kind = (kinds or {}).get(name)
+        ax.plot(rank, yi, "o", color=palette.get(kind, "tab:blue"),
+                label=kind if kind and kind not in ax.get_legend_handles_labels()[1] else None)
+    best = ranks.iloc[0]
+    ax.axvspan(best, best + critical_difference, color="0.85", zorder=0,
+               label=f"critical difference {critical_difference:.2f}")
+    ax.set_yticks(y, list(ranks.index))
+    ax.set(title=title, xlabel="average rank across classes (1 = best)",
+           xlim=(0.5, max(len(ranks), best + critical_difference) + 0.5))
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))
     return ax

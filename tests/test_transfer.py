@@ -182,3 +182,19 @@ def test_the_reversal_ramp_starts_at_zero_on_the_first_adversarial_step(monkeypa
     tiny(num_epochs=2, pretrain_epochs=1).fit(source, target)
     stage2 = used[len(used) // 2:]  # 3 steps an epoch: the second half is stage 2
     assert stage2[0] == 0.0 and stage2 == sorted(stage2) and stage2[-1] > 0
+
+
+def test_pretrained_weights_stay_fixed_through_stage_2():
+    source, target = pair()
+    det = tiny(weights_from="pretrained", num_epochs=5).fit(source, target,
+                                                            monitor={"target": target[:5]})
+    weights = [row["target"]["weight"] for row in det.monitor_history_]
+    assert (weights[0] == 1).all()  # before the rule is fixed
+    np.testing.assert_array_equal(weights[1], weights[4])  # fixed at the end of stage 1
+    current = tiny(weights_from="current", num_epochs=5).fit(source, target,
+                                                             monitor={"target": target[:5]})
+    assert not np.array_equal(current.monitor_history_[1]["target"]["weight"],
+                              current.monitor_history_[4]["target"]["weight"])
+    assert not hasattr(det, "_fixed_w")
+    with pytest.raises(ValueError, match="weights_from"):
+        tiny(weights_from="later").fit(source, target)
