@@ -74,11 +74,14 @@ def test_importance_weight_rule_places_the_sigmoid():
 
 
 def test_network_shapes_and_gradient_reversal():
-    net = IWADNet(3, 72)
+    net = IWADNet(3, (8, 3, 3))
     x = torch.randn(4, 3, 28, 28, requires_grad=True)
-    recon, logit = net(x)
-    assert recon.shape == x.shape and logit.shape == (4,)
-    code = net.encoder(x)
+    recon, logit, address = net(x)
+    assert recon.shape == x.shape and logit.shape == (4,) and address is None  # plain AE
+    address = IWADNet(3, (8, 3, 3), num_slots=100)(x)[2]  # MemAE's backbone
+    assert address.shape == (4, 100)
+    assert torch.allclose(address.sum(1), torch.ones(4), atol=1e-5)
+    code = net.autoencoder.encoder(x)
     assert code.shape == (4, 8, 3, 3)
     # the domain classifier's gradient reaches the encoder's output reversed
     code = code.detach().requires_grad_(True)
@@ -198,3 +201,13 @@ def test_pretrained_weights_stay_fixed_through_stage_2():
     assert not hasattr(det, "_fixed_w")
     with pytest.raises(ValueError, match="weights_from"):
         tiny(weights_from="later").fit(source, target)
+
+
+def test_memory_backbone_trains_with_its_entropy_term():
+    source, target = pair()
+    det = tiny(num_slots=10).fit(source, target)
+    assert "entropy" in det.history_[-1] and det.network_.autoencoder.memory is not None
+    assert np.isfinite(det.score(target)).all()
+    assert "entropy" not in tiny().fit(source, target).history_[-1]
+    with pytest.raises(ValueError, match="num_slots"):
+        tiny(num_slots=-1).fit(source, target)

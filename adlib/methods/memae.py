@@ -150,7 +150,9 @@ class MemoryModule(nn.Module):
 
 
 class MemAENet(nn.Module):
-    """Encoder, memory on the flattened code, decoder; ``forward`` returns ``(x_hat, w_hat)``."""
+    """Encoder, memory on the flattened code, decoder; ``forward`` returns ``(x_hat, w_hat)``.
+
+    ``num_slots=0`` leaves the memory out (a plain autoencoder; ``w_hat`` is then ``None``)."""
 
     def __init__(self, channels: int, code_shape: tuple, num_slots: int,
                  shrink_threshold: float, cosine: bool = False, video: bool = False):
@@ -158,12 +160,16 @@ class MemAENet(nn.Module):
         self.video = video
         self.encoder = (conv3d_encoder if video else conv_encoder)(channels)
         dim = code_shape[0] if video else math.prod(code_shape)
-        self.memory = MemoryModule(num_slots, dim, shrink_threshold, cosine)
+        self.memory = (MemoryModule(num_slots, dim, shrink_threshold, cosine) if num_slots
+                       else None)
         self.decoder = (conv3d_decoder if video else conv_decoder)(channels)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, return_code: bool = False) -> tuple:
+        """``(x_hat, w_hat)``, and the encoder's code ``z`` last with ``return_code``."""
         z = self.encoder(x)
-        if self.video:  # one address per location of the code (Gong's video setting)
+        if self.memory is None:
+            z_hat, w = z, None
+        elif self.video:  # one address per location of the code (Gong's video setting)
             c = z.shape[1]
             flat = z.movedim(1, -1).reshape(-1, c)
             z_hat, w = self.memory(flat)
@@ -171,7 +177,8 @@ class MemAENet(nn.Module):
         else:
             z_hat, w = self.memory(z.flatten(1))
             z_hat = z_hat.view_as(z)
-        return self.decoder(z_hat), w
+        out = (self.decoder(z_hat), w)
+        return (*out, z) if return_code else out
 
 
 def attention_entropy(w: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
