@@ -84,6 +84,19 @@ def _hardware() -> dict:
             "hostname": platform.node()}
 
 
+def _peer_versions() -> dict:
+    """Versions of the peer libraries that are installed (PyOD, anomalib)."""
+    from importlib import metadata
+
+    out = {}
+    for name in ("pyod", "anomalib"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
 def provenance() -> dict:
     """Who and what produced a row: command, commit, versions and hardware."""
     import sklearn
@@ -95,7 +108,8 @@ def provenance() -> dict:
         "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
         "versions": {"adlib": __version__, "python": platform.python_version(),
                      "torch": torch.__version__, "torchvision": torchvision.__version__,
-                     "numpy": np.__version__, "sklearn": sklearn.__version__},
+                     "numpy": np.__version__, "sklearn": sklearn.__version__,
+                     **_peer_versions()},
         **_hardware(),
     }
 

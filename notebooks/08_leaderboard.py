@@ -44,7 +44,6 @@ import torch
 from adlib import bench, leaderboard as lb, plots
 from adlib.data import DataError
 from adlib.papers import ADNL_TABLE_1_MEANS, video_table
-from adlib.registry import available_detectors
 from adlib.results import load_results
 
 if QUICK:
@@ -64,7 +63,7 @@ print(f"quick={QUICK}: {len(rows)} committed rows in {RESULTS.name}/")
 entries = pd.DataFrame([{"label": e.label, "kind": e.kind, "detector": e.method,
                          "variant": e.variant, "paper's number from": e.source or "-"}
                         for e in lb.ENTRIES]).set_index("label")
-entries["installed here"] = entries["detector"].isin(available_detectors())
+entries["installed here"] = [lb.installed(m) for m in entries["detector"]]
 display(entries)
 
 # %% [markdown]
@@ -163,7 +162,7 @@ else:
 # same class and seed.
 
 # %%
-slice_methods = [m for m in SLICE_METHODS if m in available_detectors()]
+slice_methods = [m for m in SLICE_METHODS if lb.installed(m)]
 cap = SLICE_CAP if QUICK else None
 try:
     with tempfile.TemporaryDirectory() as tmp:

@@ -45,12 +45,15 @@ def easy_problem():
 #: transfer method fitted here with its validation normals as the "target" (0.84).
 AUROC_FLOOR = {"adnl": 0.65, "oclr": 0.7, "memae": 0.6, "iwad": 0.7}
 DEFAULT_FLOOR = 0.9
+#: Epochs where 3 are not enough: GANomaly's adversarial training ranks the rotated ramps
+#: *below* the normals for its first epochs (AUROC 0.0 at 3 epochs, 0.16 at 5, 1.0 at 10).
+EPOCHS = {"anomalib_ganomaly": 10}
 
 
 def _params(name: str, seed: int = 0) -> dict:
     """Only the arguments the class accepts: small budgets, CPU, quiet."""
-    wanted = {"num_epochs": 3, "batch_size": 16, "verbose": False, "device": "cpu",
-              "n_estimators": 30, "seed": seed}
+    wanted = {"num_epochs": EPOCHS.get(name, 3), "batch_size": 16, "verbose": False,
+              "device": "cpu", "n_estimators": 30, "seed": seed}
     names = detector_class(name)._param_names()
     return {k: v for k, v in wanted.items() if k in names}
 
@@ -58,6 +61,9 @@ def _params(name: str, seed: int = 0) -> dict:
 @pytest.mark.parametrize("name", adlib.available_detectors())
 def test_detector_contract(name, easy_problem):
     X_train, X_val, X_test, y_test = easy_problem
+    requires = getattr(detector_class(name), "requires", "")  # a peer's library
+    if requires:
+        pytest.importorskip(requires)
 
     # score or predict before fit
     with pytest.raises(NotFittedError):

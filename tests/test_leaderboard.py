@@ -67,15 +67,20 @@ def test_nemenyi_critical_difference_matches_demsar():
         lb.nemenyi_cd(1, 10)
 
 
-def test_cost_table_reads_the_cost_rows():
-    df = pd.DataFrame([{"method": "a", "variant": "cost", "n_params": 1234, "fit_s": 12.34,
-                        "score_s": 2.0, "protocol": {"n_test": 1000}, "dataset": "mnist",
-                        "normal_class": 0, "torch_threads": 2, "gpu": None},
-                       {"method": "b", "variant": "default", "fit_s": 1.0}])
+def test_cost_table_reads_the_cost_rows_and_falls_back_on_the_board():
+    common = {"dataset": "mnist", "normal_class": 0, "torch_threads": 2, "gpu": None,
+              "quick": False, "seed": 0}
+    df = pd.DataFrame([{"key": "1", "method": "a", "variant": "cost", "n_params": 1234,
+                        "fit_s": 12.34, "score_s": 2.0, "protocol": {"n_test": 1000}, **common},
+                       {"key": "2", "method": "b", "variant": "default", "fit_s": 1.0,
+                        "score_s": 1.0, "protocol": {"n_test": 10}, **common},
+                       {"key": "3", "method": "c", "variant": "default", "fit_s": 7.0,
+                        "score_s": 1.0, "protocol": {"n_test": 10}, **common}])
     cost = lb.cost_table(df, ENTRIES)
-    assert list(cost.index) == ["A"]
+    assert list(cost.index) == ["A", "C"]  # B's board variant is "full", not "default"
     assert cost.loc["A", "images / s"] == 500 and cost.loc["A", "parameters"] == 1234
-    assert cost.loc["A", "train s / class"] == 12.3
+    assert cost.loc["A", "train s / class"] == 12.3 and cost.loc["A", "from"] == "cost run"
+    assert cost.loc["C", "from"] == "its leaderboard row" and cost.loc["C", "images / s"] == 10
     assert lb.cost_table(pd.DataFrame(), ENTRIES).empty
 
 
@@ -103,3 +108,12 @@ def test_every_entry_names_a_kind_the_notebook_colours():
 def test_run_cost_rejects_an_unknown_entry():
     with pytest.raises(ValueError, match="no leaderboard entry"):
         lb.run_cost(methods=["nope"])
+
+
+def test_installed_needs_the_registry_and_the_wrapped_library(monkeypatch):
+    from adlib.registry import detector_class
+
+    assert lb.installed("isolation_forest") and not lb.installed("no_such_detector")
+    monkeypatch.setattr(detector_class("isolation_forest"), "requires", "no_such_lib.sub",
+                        raising=False)
+    assert not lb.installed("isolation_forest")

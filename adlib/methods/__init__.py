@@ -1,2 +1,2 @@
 """One module per method; importing this package registers every detector."""
-from . import adacl, adnl, alps, baselines, g2d, iwad, memae, oclr  # noqa: F401
+from . import adacl, adnl, alps, baselines, g2d, iwad, memae, oclr, peers  # noqa: F401
