@@ -185,7 +185,9 @@ def cost_table(df: pd.DataFrame, entries=ENTRIES) -> pd.DataFrame:
                     "measured on": f"{r['dataset']} class {r['normal_class']}",
                     "torch threads": r.get("torch_threads"), "gpu": r.get("gpu"),
                     "from": origin})
-    return pd.DataFrame(out).set_index("label") if out else pd.DataFrame()
+    if not out:
+        return pd.DataFrame()
+    return pd.DataFrame(out).astype({"parameters": "Int64"}).set_index("label")
 
 
 def installed(method: str, known=None) -> bool:

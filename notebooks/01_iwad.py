@@ -256,7 +256,10 @@ if HAVE_DATA:
 # python -m adlib bench memae --transfer mnist usps --mode target_normals --seeds 0 1 2
 # python -m adlib bench isolation_forest --transfer mnist usps --mode target --seeds 0 1 2
 # ```
-# (and the same with `--transfer usps mnist`). AUROC (%), mean over seeds, beside the paper's.
+# (and the same with `--transfer usps mnist`). AUROC (%), mean ± standard deviation over seeds,
+# beside the paper's. The row `iwad [adv_weight=0]` is Fig 6's weight 0 on Table 1's protocol
+# (U -> M only): IWAD with its importance-weighted reconstruction but no adversarial term. It
+# is an ablation, run after the full grid, never used to choose IWAD's settings.
 
 # %%
 for task in ["mnist2usps", "usps2mnist"]:
