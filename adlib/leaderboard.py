@@ -108,7 +108,8 @@ def leaderboard(df: pd.DataFrame, dataset: str, entries=ENTRIES) -> pd.DataFrame
     seeds of the per-seed mean over the classes, from the seeds that cover every class the
     entry has; empty with fewer than 2 such seeds), ``seeds`` (the fewest and
     most seeds of any class, as ``"a-b"``), ``classes`` (how many), ``paper`` (the published
-    mean) and ``kind``. Sorted by ``mean``, best first.
+    mean) and ``kind``. Sorted by ``mean``, best first, the entries that cover every class
+    before those that cover fewer (a mean over one easy class would otherwise top the board).
     """
     rows = entry_rows(df, dataset, entries)
     if rows.empty:
@@ -129,7 +130,7 @@ def leaderboard(df: pd.DataFrame, dataset: str, entries=ENTRIES) -> pd.DataFrame
     table["classes"] = table[classes].notna().sum(axis=1)
     table["paper"] = [_paper_mean(by_entry[label], dataset) for label in table.index]
     table["kind"] = [by_entry[label].kind for label in table.index]
-    return table.sort_values("mean", ascending=False).round(2)
+    return table.sort_values(["classes", "mean"], ascending=False).round(2)
 
 
 def class_ranks(table: pd.DataFrame) -> pd.DataFrame:

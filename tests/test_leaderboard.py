@@ -34,6 +34,10 @@ def frame():
 def test_leaderboard_means_stds_seeds_and_paper():
     table = lb.leaderboard(frame(), "mnist", ENTRIES)
     assert list(table.index) == ["A", "B", "C"]  # means 80, 75, 50 (variant and quick filtered)
+    others = frame()[frame()["method"] != "c"]
+    one_easy_class = pd.concat([others, pd.DataFrame(rows("c", "default", [[0.99]]))])
+    ranked = lb.leaderboard(one_easy_class, "mnist", ENTRIES)
+    assert ranked.loc["C", "mean"] == 99 and ranked.index[-1] == "C"  # 1 class: last
     assert table.loc["A", 0] == pytest.approx(80.0) and table.loc["A", "mean"] == pytest.approx(80)
     # per-seed means 85 and 75: sample std 7.07; B has one seed, so no std
     assert table.loc["A", "std"] == pytest.approx(7.07, abs=0.01)
