@@ -41,7 +41,8 @@ from .results import append_row, load_results, per_class_table, read_rows, run_k
 from .video import (VIDEO_DATASETS, frame_metrics, frame_scores, load_ucsd, score_clips,
                     motion_in_test_clips, score_cuboid_clips, ucsd_patches, ucsd_transfer)
 
-__all__ = ["provenance", "n_params", "run_one", "run_grid", "grid_row", "run_video", "run_transfer", "main"]
+__all__ = ["provenance", "n_params", "run_one", "run_grid", "grid_row", "run_video", "run_transfer",
+           "main"]
 
 #: IWAD Table 1's anomaly rates of the target domain.
 TRANSFER_RATES = IWAD_RATES

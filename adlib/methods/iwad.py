@@ -5,7 +5,8 @@ Detection". Notebook: ``notebooks/01_iwad.py``. Protocol: :func:`adlib.protocols
 
 The source domain gives only normal images; the target domain an unlabelled mixture of normals
 and anomalies. An autoencoder (encoder ``F``, decoder ``D``; optionally MemAE's memory between
-them, see below) and a domain classifier ``C`` on ``F``'s code are trained in two stages (section 3):
+them, see below) and a domain classifier ``C`` on ``F``'s code are trained in two stages
+(section 3):
 
 1. **Pretraining** (eq. 7): ``L_recon = E_s L(x) + lambda E_t L(x)``, ``L`` the per-image MSE
    (eq. 4). With ``lambda`` small the source is reconstructed best, target normals next and
@@ -84,8 +85,8 @@ pretraining, then swings between 21 and 92 once the adversarial term comes in; w
 it climbs steadily to 82. Fig 6's weight 0 on Table 1's protocol (``adv_weight=0``, 3 seeds,
 ``results/iwad_ablation_usps2mnist.jsonl``, an ablation run after the grid) gives 84.3 / 82.4 /
 81.2 / 78.5 / 75.7 on U -> M; on M -> U (seed 0) it gives 95.1 / 86.0 / 76.8 / 67.8 / 69.6 against
-IWAD's 88.7 / 86.4 / 85.4 / 67.1 / 72.3 there, so the term helps M -> U at the higher rates. Tried on the development task before the grid: a smaller learning
-rate, a larger ``lambda``, adversarial weights 0 .. 1, weights recomputed from the current loss
+IWAD's 88.7 / 86.4 / 85.4 / 67.1 / 72.3 there, so the term helps M -> U at the higher rates.
+Tried on the development task before the grid: a smaller learning rate, a larger ``lambda``, adversarial weights 0 .. 1, weights recomputed from the current loss
 (the old default; ``results/iwad_*_v1.jsonl`` hold its Table 1 seed 0) and MemAE's memory (see
 above). Not yet tried: DANN's learning-rate annealing in stage 2, ``lr / (1 + 10 p) ** 0.75``,
 which goes with the reversal ramp we adopted.
