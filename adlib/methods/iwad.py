@@ -88,7 +88,8 @@ it climbs steadily to 82. Fig 6's weight 0 on Table 1's protocol (``adv_weight=0
 IWAD's 88.7 / 86.4 / 85.4 / 67.1 / 72.3 there, so the term helps M -> U at the higher rates.
 Tried on the development task before the grid: a smaller learning rate, a larger ``lambda``,
 adversarial weights 0 .. 1, weights recomputed from the current loss (the old default;
-``results/iwad_*_v1.jsonl`` hold its Table 1 seed 0) and MemAE's memory (see above). Not yet tried: DANN's learning-rate annealing in stage 2, ``lr / (1 + 10 p) ** 0.75``,
+``results/iwad_*_v1.jsonl`` hold its Table 1 seed 0) and MemAE's memory (see above).
+Not yet tried: DANN's learning-rate annealing in stage 2, ``lr / (1 + 10 p) ** 0.75``,
 which goes with the reversal ramp we adopted.
 
 Video (Table 2): for ``N x 1 x T x H x W`` cuboids the networks switch to the 3-D layers of
