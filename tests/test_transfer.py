@@ -211,3 +211,13 @@ def test_memory_backbone_trains_with_its_entropy_term():
     assert "entropy" not in tiny().fit(source, target).history_[-1]
     with pytest.raises(ValueError, match="num_slots"):
         tiny(num_slots=-1).fit(source, target)
+
+
+def test_lr_anneal_follows_dann_over_stage_2():
+    source, target = pair()
+    det = tiny(lr_anneal=True).fit(source, target)
+    steps = 2 * det.steps_per_epoch_  # 2 adversarial epochs
+    p_last = (steps - 1) / steps
+    assert det.optimizer_.param_groups[0]["lr"] == pytest.approx(
+        det.lr / (1 + 10 * p_last) ** 0.75)
+    assert tiny().fit(source, target).optimizer_.param_groups[0]["lr"] == det.lr  # off: fixed

@@ -204,6 +204,8 @@ class IWAD(BaseDeepDetector):
         num_slots: memory slots of a MemAE backbone (0, the default: the plain autoencoder).
         shrink_threshold: MemAE's hard-shrinkage threshold (``None``: ``1 / num_slots``).
         entropy_weight: weight of MemAE's addressing entropy (eq. 10 of Gong et al.).
+        lr_anneal: anneal the learning rate over stage 2 as DANN does, ``lr / (1 + 10 p) ** 0.75``
+            (off by default: the paper states a fixed learning rate).
         weights_from: ``"pretrained"`` (default) fixes every target image's weight once, from
             its loss under the pretrained (stage-1) network; ``"current"`` recomputes it at
             every step from its loss under the network being trained.
@@ -219,7 +221,7 @@ class IWAD(BaseDeepDetector):
     def __init__(self, target_weight: float = 0.1, adv_weight: float = 1.0,
                  pretrain_epochs: int = 10, weight_quantile: float = 0.95,
                  importance: bool = True, adv_ramp: bool = True,
-                 weights_from: str = "pretrained", num_slots: int = 0,
+                 lr_anneal: bool = False, weights_from: str = "pretrained", num_slots: int = 0,
                  shrink_threshold: float | None = None, entropy_weight: float = 0.0002,
                  **kwargs):
         kwargs.setdefault("batch_size", 32)
@@ -232,6 +234,7 @@ class IWAD(BaseDeepDetector):
         self.importance = importance
         self.adv_ramp = adv_ramp
         self.weights_from = weights_from
+        self.lr_anneal = lr_anneal
         self.num_slots = num_slots
         self.shrink_threshold = shrink_threshold
         self.entropy_weight = entropy_weight
@@ -333,8 +336,12 @@ class IWAD(BaseDeepDetector):
         target, target_idx = next(self._target_batches)
         both = torch.cat([source, target])
         stage2 = epoch >= self.pretrain_epochs_
-        if stage2 and self.adv_weight > 0:  # before the forward pass, which records it
-            self.network_.reverse.coeff = self._reversal(epoch)
+        if stage2:  # before the forward pass, which records the reversal's coefficient
+            p = self._progress()
+            self.network_.reverse.coeff = self._reversal(p)
+            if self.lr_anneal:  # DANN's schedule, Ganin et al. 2016
+                for group in self.optimizer_.param_groups:
+                    group["lr"] = self.lr / (1.0 + 10.0 * p) ** 0.75
         recon, logits, address = self.network_(both)
         losses = per_image_mse(recon, both)
         ns = len(source)
@@ -362,15 +369,17 @@ class IWAD(BaseDeepDetector):
         out["loss"] = self.optimizer_step(self.optimizer_, loss, epoch)
         return out
 
-    def _reversal(self, epoch: int) -> float:
-        """The gradient reversal's coefficient: DANN's ramp ``2 / (1 + exp(-10 p)) - 1`` over
-        the adversarial stage's progress ``p`` (Ganin et al. 2016), or 1 without ``adv_ramp``."""
-        if not self.adv_ramp:
-            return 1.0
+    def _progress(self) -> float:
+        """The adversarial stage's progress ``p`` in [0, 1], one step further at each call."""
         steps = max(self._num_epochs() - self.pretrain_epochs_, 1) * self.steps_per_epoch_
         p = min(self._stage2_step / steps, 1.0)
         self._stage2_step += 1
-        return 2.0 / (1.0 + math.exp(-10.0 * p)) - 1.0
+        return p
+
+    def _reversal(self, p: float) -> float:
+        """The gradient reversal's coefficient: DANN's ramp ``2 / (1 + exp(-10 p)) - 1`` over
+        the adversarial stage's progress ``p`` (Ganin et al. 2016), or 1 without ``adv_ramp``."""
+        return 2.0 / (1.0 + math.exp(-10.0 * p)) - 1.0 if self.adv_ramp else 1.0
 
     def on_epoch_end(self, epoch: int) -> None:
         if epoch == self.pretrain_epochs_ - 1:
