@@ -221,7 +221,7 @@ class IWAD(BaseDeepDetector):
     def __init__(self, target_weight: float = 0.1, adv_weight: float = 1.0,
                  pretrain_epochs: int = 10, weight_quantile: float = 0.95,
                  importance: bool = True, adv_ramp: bool = True,
-                 lr_anneal: bool = False, weights_from: str = "pretrained", num_slots: int = 0,
+                 lr_anneal: bool = True, weights_from: str = "pretrained", num_slots: int = 0,
                  shrink_threshold: float | None = None, entropy_weight: float = 0.0002,
                  **kwargs):
         kwargs.setdefault("batch_size", 32)
