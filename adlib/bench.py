@@ -38,6 +38,7 @@ from .protocols import (anomaly_class, development_split, one_class, outlier_rat
                         Preprocess, resolve_classes, transfer)
 from .registry import available_detectors, detector_class, get_detector
 from .results import append_row, load_results, per_class_table, read_rows, run_key
+from .training import count_parameters
 from .video import (VIDEO_DATASETS, frame_metrics, frame_scores, load_ucsd, score_clips,
                     motion_in_test_clips, score_cuboid_clips, ucsd_patches, ucsd_transfer)
 
@@ -194,11 +195,8 @@ def n_params(detector) -> int | None:
     reports its own count as ``n_params_``."""
     if getattr(detector, "n_params_", None) is not None:
         return int(detector.n_params_)
-    seen = {}
-    for value in vars(detector).values():
-        if isinstance(value, torch.nn.Module):
-            seen.update({id(p): p.numel() for p in value.parameters() if p.requires_grad})
-    return sum(seen.values()) if seen else None
+    modules = [v for v in vars(detector).values() if isinstance(v, torch.nn.Module)]
+    return count_parameters(*modules) if modules else None
 
 
 def _training_record(detector) -> dict:

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["seed_everything", "default_device", "EarlyStopping", "save_checkpoint",
-           "load_checkpoint", "check_finite", "NonFiniteLossError"]
+__all__ = ["seed_everything", "default_device", "count_parameters", "EarlyStopping",
+           "save_checkpoint", "load_checkpoint", "check_finite", "NonFiniteLossError"]
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -38,6 +38,12 @@ def default_device(device: str | None = "auto") -> torch.device:
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+def count_parameters(*modules: torch.nn.Module) -> int:
+    """Trainable parameters of ``modules``, each parameter counted once (modules may share)."""
+    seen = {id(p): p.numel() for m in modules for p in m.parameters() if p.requires_grad}
+    return sum(seen.values())
 
 
 def check_finite(loss: torch.Tensor | float, epoch: int, where: str = "training loss") -> None:

@@ -121,7 +121,7 @@ from torch.nn import functional as F
 from ..detectors import BaseDeepDetector, as_tensor
 from ..protocols import Preprocess
 from ..registry import register
-from .memae import MemAENet, attention_entropy, code_shape
+from .memae import MemAENet, attention_entropy, code_shape, shrink_threshold_for
 
 __all__ = ["GradientReversal", "DomainClassifier", "IWADNet", "importance_weight_rule", "IWAD"]
 
@@ -216,7 +216,7 @@ class IWAD(BaseDeepDetector):
         shrink_threshold: MemAE's hard-shrinkage threshold (``None``: ``1 / num_slots``).
         entropy_weight: weight of MemAE's addressing entropy (eq. 10 of Gong et al.).
         lr_anneal: anneal the learning rate over stage 2 as DANN does, ``lr / (1 + 10 p) ** 0.75``
-            (off by default: the paper states a fixed learning rate).
+            (on by default, chosen on the development task; ``False``: the paper's fixed rate).
         weights_from: ``"pretrained"`` (default) fixes every target image's weight once, from
             its loss under the pretrained (stage-1) network; ``"current"`` recomputes it at
             every step from its loss under the network being trained.
@@ -294,10 +294,8 @@ class IWAD(BaseDeepDetector):
     def build_network(self, input_shape):
         video = len(input_shape) == 4  # cuboids C x T x H x W: the 3-D layers
         slots = int(self.num_slots)
-        shrink = (1.0 / slots if slots else 0.0) if self.shrink_threshold is None \
-            else float(self.shrink_threshold)
         return IWADNet(input_shape[0], code_shape(input_shape), video=video, num_slots=slots,
-                       shrink_threshold=shrink)
+                       shrink_threshold=shrink_threshold_for(slots, self.shrink_threshold))
 
     def setup(self, X_train, X_val):
         self.eta_, self.beta_ = None, None

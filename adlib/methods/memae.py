@@ -47,8 +47,8 @@ from ..protocols import Preprocess
 from ..registry import register
 
 __all__ = ["conv_encoder", "conv_decoder", "conv3d_encoder", "conv3d_decoder", "code_side",
-           "code_shape", "code_shape_3d", "hard_shrink", "MemoryModule", "MemAENet",
-           "attention_entropy", "MemAE"]
+           "code_shape", "code_shape_3d", "shrink_threshold_for", "hard_shrink", "MemoryModule",
+           "MemAENet", "attention_entropy", "MemAE"]
 
 
 def _block(conv: nn.Module, channels: int) -> list:
@@ -120,6 +120,14 @@ def code_shape(input_shape: tuple) -> tuple:
         raise ValueError(f"the 2-D layers of IWAD section 4.1 reconstruct sides 4 (3k - 2) = 16, "
                          f"28, 40, ... only (got {h} x {w}): preprocess to 28 x 28")
     return 8, ch, cw
+
+
+def shrink_threshold_for(num_slots: int, threshold: float | None) -> float:
+    """The hard-shrinkage threshold in use: ``threshold``, or ``1 / num_slots`` when it is
+    ``None`` (Gong et al. recommend 1/N to 3/N); 0 without memory slots."""
+    if threshold is not None:
+        return float(threshold)
+    return 1.0 / num_slots if num_slots else 0.0
 
 
 def hard_shrink(w: torch.Tensor, threshold: float, eps: float = 1e-12) -> torch.Tensor:
@@ -219,8 +227,7 @@ class MemAE(BaseDeepDetector):
     @property
     def shrink_lambda(self) -> float:
         """The shrinkage threshold in use: ``shrink_threshold``, or ``1 / num_slots``."""
-        t = self.shrink_threshold
-        return 1.0 / self.num_slots if t is None else float(t)
+        return shrink_threshold_for(self.num_slots, self.shrink_threshold)
 
     def _check_params(self) -> None:
         super()._check_params()

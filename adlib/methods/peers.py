@@ -45,7 +45,7 @@ import torch
 from ..detectors import BaseDetector, as_tensor
 from ..protocols import Preprocess
 from ..registry import register
-from ..training import default_device, seed_everything
+from ..training import count_parameters, default_device, seed_everything
 from .baselines import _flatten
 
 __all__ = ["PyODAutoEncoder", "PyODDeepSVDD", "AnomalibGanomaly"]
@@ -59,10 +59,6 @@ def _import(module: str):
         package = module.split(".")[0]
         raise ImportError(f"the peer detectors need {package}, which is not installed: "
                           f'pip install -e ".[peers]"') from err
-
-
-def _count(module: torch.nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
 class _Peer(BaseDetector):
@@ -111,7 +107,7 @@ class _PyODPeer(_Peer):
         self.estimator_.fit(X)
         network = self._network()
         if network is not None:
-            self.n_params_ = _count(network)
+            self.n_params_ = count_parameters(network)
         return self._finish_fit(X_train, started)
 
     def score(self, X) -> np.ndarray:
@@ -222,7 +218,7 @@ class AnomalibGanomaly(_Peer):
                               default_root_dir=root, **self.model_.trainer_arguments)
             trainer.fit(self.model_, train_dataloaders=loader)
         self.model_.to(self.device_).eval()
-        self.n_params_ = _count(self.model_.model)  # generator and discriminator
+        self.n_params_ = count_parameters(self.model_.model)  # generator and discriminator
         return self._finish_fit(X_train, started)
 
     @torch.no_grad()
