@@ -3,8 +3,12 @@
 ``python -m adlib bench adacl --dataset mnist --classes all --seeds 0 1 2`` runs every
 (class, seed) pair of the grid, shows progress, and appends one row per run to
 ``results/<method>_<dataset>.jsonl`` (see :mod:`adlib.results`) with its provenance: the
-command, git commit, seeds, package versions, CPU/GPU, wall time and peak memory. Runs already in
-the file are skipped, so an interrupted grid resumes where it stopped.
+command, git commit, seeds, package versions, CPU/GPU, wall time and peak memory, and the run's
+configuration (:func:`adlib.results.run_config`). A run already in the file with the same
+configuration is skipped, so an interrupted grid resumes where it stopped; one with another
+configuration stops the command with the keys that differ (``--variant``, ``--out`` or
+``--replace`` is the way out). User mistakes (a bad class, a missing dataset, such a clash) end
+in one line on stderr and exit status 2; ``--debug`` shows the traceback.
 
 ``python -m adlib table results/adacl_mnist.jsonl`` prints the per-class table of a file, and
 ``python -m adlib list`` the registered detectors with what they declare.
@@ -37,7 +41,8 @@ from .papers import IWAD_RATES
 from .protocols import (anomaly_class, development_split, one_class, outlier_ratio_indices,
                         Preprocess, resolve_classes, transfer)
 from .registry import available_detectors, detector_class, get_detector
-from .results import append_row, load_results, per_class_table, read_rows, run_key
+from .results import (ConfigMismatchError, append_row, load_results, per_class_table, plan_runs,
+                      run_config, run_key)
 from .training import count_parameters
 from .video import (VIDEO_DATASETS, frame_metrics, frame_scores, load_ucsd, score_clips,
                     motion_in_test_clips, score_cuboid_clips, ucsd_patches, ucsd_transfer)
@@ -206,6 +211,8 @@ def _training_record(detector) -> dict:
     for attr in ("epochs_run_", "best_epoch_"):
         if hasattr(detector, attr):
             out[attr.rstrip("_")] = int(getattr(detector, attr))
+    if hasattr(detector, "threshold_source_"):  # which images set the threshold of ``f1``
+        out["threshold_source"] = detector.threshold_source_
     if hasattr(detector, "history_"):
         out["history"] = detector.history_
     return out
@@ -224,10 +231,14 @@ def run_grid(method: str, dataset: str, classes="all", seeds=(0,), *, quick: boo
              verify: bool = True, verbose: bool = True, protocol: dict | None = None,
              dev: bool = False, outlier_ratios=(), backend: str = "local",
              ray_address: str | None = None, ray_num_cpus: float = 1,
-             ray_num_gpus: float = 0) -> Path:
+             ray_num_gpus: float = 0, replace: bool = False, download: bool = False) -> Path:
     """Run the (class x seed) grid, appending one row per finished run to ``out``.
 
-    ``verify=False`` skips the tree-digest check (for data that is not a published copy). A video
+    ``verify=False`` skips the tree-digest check; ``download=True`` lets a loader fetch a missing
+    dataset (internet). A run already in ``out`` with the same configuration
+    (:func:`adlib.results.run_config`) is skipped; one with another configuration raises
+    :class:`adlib.results.ConfigMismatchError`, or is run again and its row replaced when
+    ``replace`` is true. A video
     dataset (:data:`adlib.video.VIDEO_DATASETS`) runs the patch protocol instead, one row per
     seed (see :func:`run_video`); ``protocol`` then holds options of
     :func:`adlib.video.ucsd_patches` (for example ``{"stride": 25}``). A few-shot method
@@ -252,7 +263,8 @@ def run_grid(method: str, dataset: str, classes="all", seeds=(0,), *, quick: boo
     if dataset in VIDEO_DATASETS:
         return run_video(method, dataset, seeds, quick=quick, params=params, variant=variant,
                          out=out, max_train=max_train, root=root, verify=verify,
-                         verbose=verbose, protocol=protocol)
+                         verbose=verbose, protocol=protocol, replace=replace,
+                         download=download)
     cls, params, out = _prepare(method, dataset, params, quick, out)
     few_shot = cls.learning_type == "few_shot"
     if cls.learning_type == "transfer":
@@ -262,22 +274,25 @@ def run_grid(method: str, dataset: str, classes="all", seeds=(0,), *, quick: boo
         raise ValueError(f"protocol options {sorted(protocol)} apply to video datasets and "
                          "few-shot methods only")
     variant = _variant_name(variant, protocol, dev)
-    train = load_dataset(dataset, "train", root=root, verify=verify)
-    test = load_dataset(dataset, "test", root=root, verify=verify)
+    config = _config(cls, params, quick, max_train, max_test, outlier_ratios)
+    train = load_dataset(dataset, "train", root=root, verify=verify, download=download)
+    test = load_dataset(dataset, "test", root=root, verify=verify, download=download)
     class_list = resolve_classes(classes, len(train.classes))
-    done = {r.get("key") for r in read_rows(out)}
-    grid = [(c, s) for s in seeds for c in class_list]
-    todo = [(c, s) for c, s in grid
-            if run_key(cls.name, dataset, c, s, variant, quick) not in done]
-    print(f"{cls.name} on {dataset}: {len(grid)} runs, {len(grid) - len(todo)} already in {out}")
+    keys = {run_key(cls.name, dataset, c, s, variant, quick): (c, s)
+            for s in seeds for c in class_list}
+    todo = [keys[k] for k in plan_runs(out, list(keys), config, replace)]
+    print(f"{cls.name} on {dataset}: {len(keys)} runs, {len(keys) - len(todo)} already in {out}")
+    if not todo:
+        _show_stored(out, keys)
+        return out
     shared = dict(method=cls.name, dataset=dataset, train=train, test=test, params=params,
                   quick=quick, verbose=verbose, variant=variant, few_shot=few_shot,
                   protocol=protocol, dev=dev, max_train=max_train, max_test=max_test,
                   outlier_ratios=tuple(outlier_ratios), preprocess=cls.preprocess,
-                  base={**provenance(), "backend": backend})
+                  config=config, base={**provenance(), "backend": backend})
 
     def finished(job, row):  # in this process, as each run ends: the file is the checkpoint
-        append_row(out, row)
+        append_row(out, row, replace=replace)
         tqdm.write(f"  class {row['normal_class']} seed {row['seed']}: AUROC "
                    f"{100 * row['auroc']:.2f} ({row['wall_s']:.0f} s)")
 
@@ -309,7 +324,7 @@ def grid_row(grid: dict, job) -> dict:
     return {"key": run_key(method, dataset, c, s, grid["variant"], grid["quick"]),
             "method": method, "dataset": dataset, "normal_class": c,
             "class_name": train.classes[c], "seed": s, "variant": grid["variant"],
-            "quick": grid["quick"], **result, "protocol": split.info,
+            "quick": grid["quick"], **result, "config": grid["config"], "protocol": split.info,
             **_run_stamp(wall, {**grid["base"], **_hardware()})}
 
 
@@ -323,30 +338,55 @@ def _prepare(method: str, dataset: str, params, quick: bool, out):
     return cls, params, Path(out or REPO / "results" / f"{cls.name}_{dataset}.jsonl")
 
 
+def _config(cls, params: dict, quick: bool, max_train=None, max_test=None,
+            outlier_ratios=()) -> dict:
+    """The configuration of the runs of a grid (:func:`adlib.results.run_config`), with the
+    detector's effective parameters after its defaults, as JSON will store them."""
+    built = _built(cls.name, 0, params, quick, verbose=False)
+    effective = {k: _jsonable(v) for k, v in built.get_params().items()}
+    return json.loads(json.dumps(run_config(effective, max_train, max_test, outlier_ratios)))
+
+
+def _show_stored(out: Path, keys) -> None:
+    """Print the stored rows of ``keys`` (a grid whose runs are all done)."""
+    df = load_results(out)
+    df = df[df["key"].isin(set(keys))] if not df.empty else df
+    if df.empty:
+        return
+    cols = [c for c in ("normal_class", "class_name", "anomaly_rate", "seed", "variant", "auroc",
+                        "ap", "eer") if c in df]
+    print(df[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print(f"mean AUROC {100 * df['auroc'].mean():.2f} over {len(df)} stored runs")
+
+
 def run_video(method: str, dataset: str = "ucsd_ped2", seeds=(0,), *, quick: bool = False,
               params: dict | None = None, variant: str = "default", out: str | None = None,
               max_train: int | None = None, root=None, verify: bool = True,
-              verbose: bool = True, protocol: dict | None = None) -> Path:
+              verbose: bool = True, protocol: dict | None = None, replace: bool = False,
+              download: bool = False) -> Path:
     """Run ``method`` on the UCSD patch protocol (:mod:`adlib.video`), one row per seed.
 
     A row holds the frame-level AUROC and EER (raw, and with each clip's scores min-max scaled)
     of the frame scores over moving patches, the same over all patches (``all_patches``),
     every test frame's score (to plot scores over time), the time and peak memory of patch
     extraction, training and scoring. Non-default ``protocol`` options are folded into the
-    variant's name, so runs on different grids never collide.
+    variant's name, so runs on different grids never collide. Resuming, ``replace`` and
+    ``download`` as in :func:`run_grid`.
     """
     cls, params, out = _prepare(method, dataset, params, quick, out)
     protocol = dict(protocol or {})
     variant = _variant_name(variant, protocol)
-    done = {r.get("key") for r in read_rows(out)}
-    todo = [s for s in seeds if run_key(cls.name, dataset, 0, s, variant, quick) not in done]
+    config = _config(cls, params, quick, max_train)
+    keys = {run_key(cls.name, dataset, 0, s, variant, quick): s for s in seeds}
+    todo = [keys[k] for k in plan_runs(out, list(keys), config, replace)]
     print(f"{cls.name} on {dataset}: {len(seeds)} runs, {len(seeds) - len(todo)} already in {out}")
     if not todo:
+        _show_stored(out, keys)
         return out
     base = provenance()
     started = time.perf_counter()
-    train = load_ucsd(dataset, "train", root=root, verify=verify)
-    test = load_ucsd(dataset, "test", root=root, verify=verify)
+    train = load_ucsd(dataset, "train", root=root, verify=verify, download=download)
+    test = load_ucsd(dataset, "test", root=root, verify=verify, download=download)
     load_s = time.perf_counter() - started
     for s in tqdm(todo, desc=f"{cls.name}/{dataset}", unit="run", disable=not verbose):
         wall = time.perf_counter()
@@ -370,10 +410,10 @@ def run_video(method: str, dataset: str = "ucsd_ped2", seeds=(0,), *, quick: boo
                "extract_peak_rss_mb": round(extract_rss, 1), **_training_record(detector),
                "frame_scores": {name: [round(float(v), 6) for v in clip]
                                 for name, clip in zip(split.test.names, scores)},
-               "protocol": split.info, **_run_stamp(wall, base)}
+               "config": config, "protocol": split.info, **_run_stamp(wall, base)}
         if hasattr(detector, "selected_score_"):
             row["selected_score"] = detector.selected_score_
-        append_row(out, row)
+        append_row(out, row, replace=replace)
         tqdm.write(f"  seed {s}: frame AUROC {100 * metrics['auroc']:.2f}, EER "
                    f"{100 * metrics['eer']:.1f}% ({row['wall_s']:.0f} s)")
     return out
@@ -405,7 +445,8 @@ def run_transfer(method: str, source: str, target: str, rates=TRANSFER_RATES, se
                  mode: str | None = None, normal_classes=(0,), quick: bool = False,
                  params: dict | None = None, variant: str = "default", out: str | None = None,
                  max_train: int | None = None, max_test: int | None = None, root=None,
-                 verify: bool = True, verbose: bool = True) -> Path:
+                 verify: bool = True, verbose: bool = True, replace: bool = False,
+                 download: bool = False) -> Path:
     """IWAD's transfer grid (section 4.1, :func:`adlib.protocols.transfer`): one row per
     (normal class, seed, anomaly rate), in ``results/<method>_<source>2<target>.jsonl``.
 
@@ -414,7 +455,8 @@ def run_transfer(method: str, source: str, target: str, rates=TRANSFER_RATES, se
     other detector needs a ``mode`` of
     :data:`TRANSFER_MODES`; the source-trained model of ``"source"`` and ``"finetune"`` is
     fitted once per (class, seed) and reused across rates. The mode is folded into the variant's
-    name; ``max_train`` caps the source and the target normals alike.
+    name; ``max_train`` caps the source and the target normals alike. Resuming, ``replace`` and
+    ``download`` as in :func:`run_grid`.
     """
     cls, params, _ = _prepare(method, source, params, quick, out)
     task = f"{source}2{target}"
@@ -432,18 +474,24 @@ def run_transfer(method: str, source: str, target: str, rates=TRANSFER_RATES, se
         raise ValueError(f"anomaly rates {list(rates)} must lie in (0, 1)")
     variant = variant if mode == "transfer" else (
         mode if variant == "default" else f"{variant}+{mode}")
+    config = _config(cls, params, quick, max_train, max_test)
     if source in VIDEO_DATASETS or target in VIDEO_DATASETS:
         return _run_video_transfer(cls, mode, source, target, seeds, params, variant, out,
-                                   quick, max_train, root, verify, verbose)
-    sets = {(d, part): load_dataset(d, part, root=root, verify=verify)
+                                   quick, max_train, root, verify, verbose, config, replace,
+                                   download)
+    sets = {(d, part): load_dataset(d, part, root=root, verify=verify, download=download)
             for d in (source, target) for part in ("train", "test")}
-    done = {r.get("key") for r in read_rows(out)}
     key = lambda c, s, r: run_key(cls.name, task, c, s, f"{variant}@rate={r}", quick)  # noqa: E731
     grid = [(c, s) for c in normal_classes for s in seeds]
-    todo = [(c, s) for c, s in grid if any(key(c, s, r) not in done for r in rates)]
-    n_done = sum(key(c, s, r) in done for c, s in grid for r in rates)
-    print(f"{cls.name} ({variant}) on {source} -> {target}: {len(grid) * len(rates)} runs, "
-          f"{n_done} already in {out}")
+    keys = [key(c, s, r) for c, s in grid for r in rates]
+    pending = set(plan_runs(out, keys, config, replace))
+    done = set(keys) - pending
+    todo = [(c, s) for c, s in grid if any(key(c, s, r) in pending for r in rates)]
+    print(f"{cls.name} ({variant}) on {source} -> {target}: {len(keys)} runs, "
+          f"{len(done)} already in {out}")
+    if not todo:
+        _show_stored(out, keys)
+        return out
     base = provenance()
     for c, s in tqdm(todo, desc=f"{cls.name}/{task}", unit="seed", disable=not verbose):
         cache = {}
@@ -463,29 +511,36 @@ def run_transfer(method: str, source: str, target: str, rates=TRANSFER_RATES, se
                    **evaluate(split.y_test, scores),
                    "fit_s": round(detector.fit_seconds_, 3),
                    "score_s": round(time.perf_counter() - started, 3),
-                   **_training_record(detector), "protocol": split.info,
+                   **_training_record(detector), "config": config, "protocol": split.info,
                    **_run_stamp(wall, base)}
             for attr in ("eta_", "beta_"):
                 if getattr(detector, attr, None) is not None:
                     row[attr.rstrip("_")] = float(getattr(detector, attr))
-            append_row(out, row)
+            append_row(out, row, replace=replace)
             tqdm.write(f"  class {c} seed {s} rate {r}: AUROC {100 * row['auroc']:.2f} "
                        f"({row['wall_s']:.0f} s)")
     return out
 
 
 def _run_video_transfer(cls, mode, source, target, seeds, params, variant, out, quick,
-                        max_train, root, verify, verbose) -> Path:
+                        max_train, root, verify, verbose, config, replace, download) -> Path:
     """Table 2's grid: one row per seed with the frame-level AUROC / EER of the target's test
-    clips (:func:`adlib.video.ucsd_transfer`; each frame scored by its cuboids)."""
+    clips (:func:`adlib.video.ucsd_transfer`; each frame scored by its cuboids). UCSD cannot be
+    downloaded through torchvision: ``download`` is refused."""
+    if download:
+        raise DataError("UCSD Ped1/Ped2 have no download here: place the clips under ADLIB_DATA "
+                        "(see the data README) and run without --download")
     if source not in VIDEO_DATASETS or target not in VIDEO_DATASETS:
         raise ValueError(f"a video transfer needs two video datasets ({', '.join(VIDEO_DATASETS)})"
                          f", got {source} -> {target}")
     task = f"{source}2{target}"
-    done = {r.get("key") for r in read_rows(out)}
-    todo = [s for s in seeds if run_key(cls.name, task, 0, s, variant, quick) not in done]
+    keys = {run_key(cls.name, task, 0, s, variant, quick): s for s in seeds}
+    todo = [keys[k] for k in plan_runs(out, list(keys), config, replace)]
     print(f"{cls.name} ({variant}) on {source} -> {target}: {len(seeds)} runs, "
           f"{len(seeds) - len(todo)} already in {out}")
+    if not todo:
+        _show_stored(out, keys)
+        return out
     base = provenance()
     for s in tqdm(todo, desc=f"{cls.name}/{task}", unit="seed", disable=not verbose):
         wall = time.perf_counter()
@@ -500,17 +555,24 @@ def _run_video_transfer(cls, mode, source, target, seeds, params, variant, out, 
                "quick": quick, **frame_metrics(scores, split.test.labels),
                "fit_s": round(detector.fit_seconds_, 3),
                "score_s": round(time.perf_counter() - started, 3), **_training_record(detector),
-               "protocol": split.info, **_run_stamp(wall, base)}
-        append_row(out, row)
+               "config": config, "protocol": split.info, **_run_stamp(wall, base)}
+        append_row(out, row, replace=replace)
         tqdm.write(f"  seed {s}: frame AUROC {100 * row['auroc']:.2f} ({row['wall_s']:.0f} s)")
     return out
+
+
+def _class_index(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"--classes takes 'all' or class indices, got {text!r}") from None
 
 
 def _parse_set(items) -> dict:
     params = {}
     for item in items or []:
         if "=" not in item:
-            raise SystemExit(f"--set expects key=value, got {item!r}")
+            raise ValueError(f"--set and --protocol expect key=value, got {item!r}")
         key, value = item.split("=", 1)
         try:
             params[key] = ast.literal_eval(value)
@@ -519,13 +581,24 @@ def _parse_set(items) -> dict:
     return params
 
 
-def main(argv=None) -> int:
-    """Entry point of ``python -m adlib``."""
-    parser = argparse.ArgumentParser(prog="python -m adlib", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    b = sub.add_parser("bench", help="run a method on a protocol and append results")
+#: What the command line reports as one line (a user's mistake), not as a traceback (a bug).
+USER_ERRORS = (DataError, ValueError, FileNotFoundError, ConfigMismatchError, NotADirectoryError)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m adlib", description="The anomaly-detection book's command line: "
+        "benchmarks, results tables, the book and the course labs.")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the Python traceback of an error (default: one line)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    b = sub.add_parser("bench", help="run a method on a protocol and append results",
+                       description="Run a registered method on a protocol; append one row per "
+                       "finished (class, seed) run to results/<method>_<dataset>.jsonl.")
     b.add_argument("method", help=f"a registered detector: {', '.join(available_detectors())}")
-    b.add_argument("--dataset", default="mnist")
+    b.add_argument("--dataset", default="mnist",
+                   help=f"image datasets: {', '.join(DATASETS)}; video datasets: "
+                        f"{', '.join(VIDEO_DATASETS)} (default mnist)")
     b.add_argument("--classes", nargs="+", default=["all"], help="'all' or class indices")
     b.add_argument("--seeds", nargs="+", type=int, default=[0])
     b.add_argument("--quick", action="store_true", help="quick mode: capped epochs")
@@ -549,7 +622,15 @@ def main(argv=None) -> int:
     b.add_argument("--out", help="results file (default results/<method>_<dataset>.jsonl)")
     b.add_argument("--max-train", type=int, help="cap the training normals")
     b.add_argument("--max-test", type=int, help="cap the test images (stratified)")
+    b.add_argument("--replace", action="store_true",
+                   help="redo runs whose stored row has another configuration, replacing it")
     b.add_argument("--data-root", help="data folder (default $ADLIB_DATA)")
+    b.add_argument("--no-verify", action="store_true",
+                   help="skip the tree-digest check of the published offline copies")
+    b.add_argument("--download", action="store_true",
+                   help="fetch a missing dataset from its official source (needs internet)")
+    b.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                   help="show the Python traceback of an error")
     b.add_argument("--quiet", action="store_true")
     b.add_argument("--backend", choices=BACKENDS, default="local",
                    help="where the runs execute: here one after the other, or as Ray tasks")
@@ -570,6 +651,38 @@ def main(argv=None) -> int:
     c.add_argument("--class", dest="normal_class", type=int, default=0)
     c.add_argument("--methods", nargs="+", help="entries to measure (default: all)")
     c.add_argument("--quick", action="store_true")
+    # book and lab have parsers of their own (adlib.book, adlib.labs); listed here for --help
+    sub.add_parser("book", help="execute the notebooks and build the HTML book "
+                                "(python -m adlib book --help)", add_help=False)
+    sub.add_parser("lab", help="write the course labs' student notebooks "
+                               "(python -m adlib lab --help)", add_help=False)
+    return parser
+
+
+def main(argv=None) -> int:
+    """Entry point of ``python -m adlib``: a user's mistake (:data:`USER_ERRORS`) prints one
+    line on stderr and returns 2; ``--debug`` re-raises it with its traceback."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    try:
+        return _main(argv)
+    except USER_ERRORS as err:
+        if debug:
+            raise
+        prog = " ".join(["python -m adlib", *argv[:1]])
+        print(f"{prog}: error: {err} (--debug shows the traceback)", file=sys.stderr)
+        return 2
+
+
+def _main(argv: list) -> int:
+    if argv and argv[0] == "book":
+        from .book import main as book_main
+        return book_main(argv[1:])
+    if argv and argv[0] == "lab":
+        from .labs import main as lab_main
+        return lab_main(argv[1:])
+    parser = _parser()
     args = parser.parse_args(argv)
 
     if args.command == "list":
@@ -589,7 +702,7 @@ def main(argv=None) -> int:
             return 1
         print(per_class_table(df, args.metric, args.by).to_string())
         return 0
-    classes = "all" if args.classes == ["all"] else [int(c) for c in args.classes]
+    classes = "all" if args.classes == ["all"] else [_class_index(c) for c in args.classes]
     params = _parse_set(args.set)
     if args.epochs is not None:
         params["num_epochs"] = args.epochs
@@ -600,7 +713,8 @@ def main(argv=None) -> int:
                      mode=args.mode, normal_classes=[0] if classes == "all" else classes,
                      quick=args.quick, params=params, variant=args.variant, out=args.out,
                      max_train=args.max_train, max_test=args.max_test, root=args.data_root,
-                     verbose=not args.quiet)
+                     verify=not args.no_verify, verbose=not args.quiet, replace=args.replace,
+                     download=args.download)
         return 0
     run_grid(args.method, args.dataset, classes, args.seeds, quick=args.quick, params=params,
              variant=args.variant, out=args.out, max_train=args.max_train,
@@ -608,5 +722,6 @@ def main(argv=None) -> int:
              protocol=_parse_set(args.protocol), dev=args.dev,
              outlier_ratios=args.outlier_ratios, backend=args.backend,
              ray_address=args.ray_address, ray_num_cpus=args.ray_cpus,
-             ray_num_gpus=args.ray_gpus)
+             ray_num_gpus=args.ray_gpus, replace=args.replace, verify=not args.no_verify,
+             download=args.download)
     return 0

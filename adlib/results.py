@@ -2,8 +2,16 @@
 
 Rows live in JSON Lines files under ``results/``. :func:`append_row` rewrites the file through a
 temporary file and an atomic rename under an exclusive lock, so a killed run never leaves a
-half-written file, and never overwrites an existing row. :func:`run_key` identifies a run so that
-an interrupted grid resumes by skipping what is already there.
+half-written file, and never overwrites an existing row unless asked to (``replace=True``).
+
+A run has an *identity* and a *configuration*. :func:`run_key` hashes the identity (method,
+dataset, class, seed, variant, quick); the configuration (:func:`run_config`) is everything else
+that changes the result: the detector's effective parameters after defaults (epochs included),
+the caps on training and test images and the extra evaluations asked for. :func:`plan_runs` lets
+an interrupted grid resume by skipping a run whose row holds the same configuration, and stops
+with :class:`ConfigMismatchError` when a row of the same identity holds another one: a result is
+never silently reused for a command it does not match. Rows written before the configuration was
+recorded have theirs computed from what they record (:func:`row_config`).
 """
 from __future__ import annotations
 
@@ -11,12 +19,22 @@ import fcntl
 import hashlib
 import json
 import os
+import shlex
 from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["run_key", "read_rows", "append_row", "load_results", "per_class_table"]
+__all__ = ["run_key", "run_config", "row_config", "config_diff", "plan_runs",
+           "ConfigMismatchError", "read_rows", "append_row", "load_results", "per_class_table"]
+
+#: Detector parameters that never change a result: left out of a run's configuration (the seed
+#: is part of the run's identity).
+NOT_CONFIG = ("seed", "verbose", "checkpoint")
+
+
+class ConfigMismatchError(ValueError):
+    """A results file holds a run of the same identity with another configuration."""
 
 
 def run_key(method: str, dataset: str, normal_class: int, seed: int, variant: str,
@@ -24,6 +42,96 @@ def run_key(method: str, dataset: str, normal_class: int, seed: int, variant: st
     """A stable identifier of one run of the grid."""
     text = json.dumps([method, dataset, int(normal_class), int(seed), variant, bool(quick)])
     return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def run_config(params: dict, max_train: int | None = None, max_test: int | None = None,
+               outlier_ratios=()) -> dict:
+    """The configuration of a run: what changes its result beyond :func:`run_key`'s identity.
+
+    ``params`` are the detector's effective constructor parameters (after defaults, as
+    ``get_params()`` returns them, JSON-ready); :data:`NOT_CONFIG` names those left out.
+    ``max_train`` / ``max_test`` cap the training normals (in a transfer, source and target
+    alike) and the test images; ``outlier_ratios`` are the extra evaluations of G2D's section 4.2.
+    Protocol options and ``--dev`` are folded into the variant, hence into the identity.
+    """
+    return {"params": {k: v for k, v in sorted(params.items()) if k not in NOT_CONFIG},
+            "max_train": max_train, "max_test": max_test,
+            "outlier_ratios": sorted(float(r) for r in outlier_ratios)}
+
+
+def _command_option(command: str, flag: str):
+    """The integer value of ``flag`` in a recorded command line, or ``None``."""
+    try:
+        words = shlex.split(command or "")
+    except ValueError:
+        return None
+    for i, word in enumerate(words):
+        if word == flag and i + 1 < len(words):
+            return int(words[i + 1])
+        if word.startswith(flag + "="):
+            return int(word.split("=", 1)[1])
+    return None
+
+
+def row_config(row: dict) -> dict:
+    """A row's configuration: its ``config`` when it records one, else computed from what it
+    records (rows written before ``config`` existed): ``params``, the caps of its ``protocol``
+    (``max_train`` or a transfer's ``max_source``, ``max_test``), else of its recorded
+    ``command`` (``--max-train``, ``--max-test``), and the keys of ``by_outlier_ratio``."""
+    if "config" in row:
+        return row["config"]
+    info = row.get("protocol") or {}
+    caps = {}
+    for name, keys in (("max_train", ("max_train", "max_source")), ("max_test", ("max_test",))):
+        found = [info[k] for k in keys if k in info]
+        caps[name] = found[0] if found else _command_option(row.get("command", ""),
+                                                            "--" + name.replace("_", "-"))
+    return run_config(row.get("params") or {}, caps["max_train"], caps["max_test"],
+                      [float(r) for r in row.get("by_outlier_ratio") or {}])
+
+
+def config_diff(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """``"name: old -> new"`` for every entry that differs between two configurations (nested
+    dictionaries flattened with dots; a missing entry shows as ``(not recorded)``)."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key, "(not recorded)"), new.get(key, "(not recorded)")
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += config_diff(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return out
+
+
+def plan_runs(path: str | os.PathLike, keys: list[str], config: dict,
+              replace: bool = False) -> list[str]:
+    """The keys of ``keys`` still to run against the results file ``path``.
+
+    A key whose row holds ``config`` is done (skipped); a key without a row is to run. A key
+    whose row holds another configuration raises :class:`ConfigMismatchError` naming what
+    differs and the way out, unless ``replace`` is true: it then runs again and
+    :func:`append_row` replaces the row (``replace=True``).
+    """
+    rows = {r.get("key"): r for r in read_rows(path)}
+    todo, clashes = [], []
+    for key in keys:
+        if key not in rows:
+            todo.append(key)
+        elif config_diff(row_config(rows[key]), config):
+            clashes.append(rows[key])
+            if replace:
+                todo.append(key)
+    if clashes and not replace:
+        first = clashes[0]
+        diff = config_diff(row_config(first), config)
+        what = (f"{first.get('method')} on {first.get('dataset')}, class "
+                f"{first.get('normal_class')}, seed {first.get('seed')}, variant "
+                f"{first.get('variant')!r}")
+        raise ConfigMismatchError(
+            f"{path} already holds {len(clashes)} of these runs with another configuration "
+            f"(first: {what}; {'; '.join(diff)}). Name this configuration with --variant NAME, "
+            "write to another file with --out FILE, or redo those runs with --replace")
+    return todo
 
 
 def read_rows(path: str | os.PathLike) -> list[dict]:
@@ -53,13 +161,19 @@ def _locked(path: Path):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def append_row(path: str | os.PathLike, row: dict) -> bool:
-    """Append ``row`` atomically; return False (and write nothing) if its ``key`` is present."""
+def append_row(path: str | os.PathLike, row: dict, replace: bool = False) -> bool:
+    """Append ``row`` atomically; return False (and write nothing) if its ``key`` is present,
+    unless ``replace``: then the rows of that key are dropped and ``row`` appended, in the same
+    atomic rewrite."""
     path = Path(path)
     with _locked(path):
         old = path.read_text() if path.exists() else ""
-        if row.get("key") and any(r.get("key") == row["key"] for r in read_rows(path)):
+        present = row.get("key") and any(r.get("key") == row["key"] for r in read_rows(path))
+        if present and not replace:
             return False
+        if present:
+            old = "".join(line + "\n" for line in old.splitlines()
+                          if line.strip() and json.loads(line).get("key") != row["key"])
         if old and not old.endswith("\n"):
             old += "\n"
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")

@@ -4,6 +4,7 @@ Needs ``ADLIB_DATA`` (CI sets it to ``../shared/data``); without it these tests 
 message naming the fix rather than skipping silently.
 """
 import os
+import shutil
 
 import nbformat
 import pytest
@@ -41,6 +42,14 @@ def test_every_notebook_is_paired_and_has_one_parameters_cell():
         paired = jupytext.read(source.with_suffix(".ipynb"))
         assert [c.source for c in paired.cells] == [c.source for c in nb.cells], (
             f"{source.stem}.ipynb is out of sync with {source.name}: run jupytext --sync")
+
+
+def test_a_headless_browser_is_installed():
+    """Runs before the notebooks (minutes): the browser test at the end needs the system's
+    Chromium and its driver; say so now rather than after the book is built."""
+    missing = [name for name in ("chromium", "chromedriver") if not shutil.which(name)]
+    assert not missing, (f"{' and '.join(missing)} not found: `apt-get install chromium "
+                         "chromium-driver` (./run test does it when it runs as root)")
 
 
 @pytest.mark.parametrize("source", SOURCES, ids=[s.stem for s in SOURCES])
