@@ -29,9 +29,14 @@ SCREENSHOTS = BOOK / "_build" / "screenshots"
 
 def notebook_sources(names=None) -> list[Path]:
     """The paired jupytext sources, ``notebooks/*.py``, in chapter order (only those whose stem
-    starts with one of ``names``, when given)."""
-    return [s for s in sorted(NOTEBOOKS.glob("[0-9]*.py"))
-            if not names or any(s.stem.startswith(n) for n in names)]
+    starts with one of ``names``, when given). A name that selects no notebook raises a
+    ``ValueError`` listing the chapters."""
+    every = sorted(NOTEBOOKS.glob("[0-9]*.py"))
+    unknown = [n for n in names or () if not any(s.stem.startswith(n) for s in every)]
+    if unknown:
+        raise ValueError(f"no notebook in {NOTEBOOKS} starts with {', '.join(unknown)}; "
+                         f"chapters: {', '.join(s.stem for s in every)}")
+    return [s for s in every if not names or any(s.stem.startswith(n) for n in names)]
 
 
 def execute_notebook(source: Path, out_dir: Path, quick: bool = True) -> float:

@@ -239,3 +239,13 @@ def test_the_real_command_line_prints_no_traceback(tmp_path):
                 str(tmp_path / "r.jsonl"), env={"ADLIB_DATA": str(tmp_path)})
     assert done.returncode == 2
     assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("command", ["book", "lab"])
+def test_book_and_lab_refuse_an_unknown_chapter_in_one_line(command, capsys):
+    """Siblings in the other commands: ``--only`` that selects nothing used to build nothing
+    and succeed (book)."""
+    assert main([command, "--only", "zz", "--no-build" if command == "book" else "--check"]) == 2
+    err = capsys.readouterr().err
+    assert "starts with zz" in err and "00_protocols_and_baselines" in err
+    assert err.count("\n") == 1
