@@ -234,11 +234,12 @@ def run_grid(method: str, dataset: str, classes="all", seeds=(0,), *, quick: boo
              ray_num_gpus: float = 0, replace: bool = False, download: bool = False) -> Path:
     """Run the (class x seed) grid, appending one row per finished run to ``out``.
 
-    ``verify=False`` skips the tree-digest check; ``download=True`` lets a loader fetch a missing
+    ``verify=False`` skips the checks of the data copy (:func:`adlib.data.check_copy`);
+    ``download=True`` lets a loader fetch a missing
     dataset (internet). A run already in ``out`` with the same configuration
     (:func:`adlib.results.run_config`) is skipped; one with another configuration raises
-    :class:`adlib.results.ConfigMismatchError`, or is run again and its row replaced when
-    ``replace`` is true. A video
+    :class:`adlib.results.ConfigMismatchError`; ``replace=True`` runs every run again and
+    replaces its stored row. A video
     dataset (:data:`adlib.video.VIDEO_DATASETS`) runs the patch protocol instead, one row per
     seed (see :func:`run_video`); ``protocol`` then holds options of
     :func:`adlib.video.ucsd_patches` (for example ``{"stride": 25}``). A few-shot method
@@ -623,10 +624,12 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--max-train", type=int, help="cap the training normals")
     b.add_argument("--max-test", type=int, help="cap the test images (stratified)")
     b.add_argument("--replace", action="store_true",
-                   help="redo runs whose stored row has another configuration, replacing it")
+                   help="run every run of the grid again and replace its stored row (after "
+                        "a change of configuration or of the code)")
     b.add_argument("--data-root", help="data folder (default $ADLIB_DATA)")
     b.add_argument("--no-verify", action="store_true",
-                   help="skip the tree-digest check of the published offline copies")
+                   help="skip the checks of the data copy (the published copies' tree digest, "
+                        "the official image counts of any other copy)")
     b.add_argument("--download", action="store_true",
                    help="fetch a missing dataset from its official source (needs internet)")
     b.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,

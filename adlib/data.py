@@ -2,21 +2,52 @@
 
 One place finds a dataset (:func:`find_dataset`): an explicit ``root`` argument, else the
 ``ADLIB_DATA`` environment variable, else a user cache folder where torchvision downloads the
-official release (only when ``download=True``; tests and CI never download).
+official release (only when ``download=True``; tests and CI never download). A download that
+fails (no internet) raises :class:`DataError`.
 
-Offline copies (``../shared/data``) are checked once against their *tree digest*: the SHA-256 of
-the text ``"<sha256 of file>  <folder>/<relative path>\\n"`` over every file, sorted bytewise by
-path. A match is remembered in the cache folder (keyed by the folder's path and a stat signature),
-so later loads only stat the files. Decoded images are cached as uint8 tensors in the cache folder
-(never in the data folder), keyed by the same digest.
+Which check a copy gets (``verify=True``, the default; ``verify=False`` skips the digest and the
+count checks, to use a partial or altered copy on purpose):
+
+* **The published offline copies** (``../shared/data``: ``MNIST``, ``FashionMNIST``, ``USPS``,
+  ``CIFAR10-JPEG``, ``UCSDped2``) are checked against their *tree digest*: the SHA-256 of the
+  text ``"<sha256 of file>  <folder>/<relative path>\\n"`` over every file, sorted bytewise by
+  path. A folder *is* the published copy when its set of files (relative paths) is exactly the
+  published file list, which :func:`published_files` derives from the data README's "Layouts"
+  (the 4 IDX ``.gz`` files under ``raw/``; ``usps.h5``; ``{train,test}/<class>/NNNN.jpg`` with
+  5000 and 1000 per class; UCSD Ped2's ``.jpg`` frames, ``.png`` masks, ``UCSDped2.m`` and
+  ``UCSD_README.txt`` with the published frame counts). A digest mismatch raises the "corrupt or
+  altered" error. A match is remembered in the cache folder (keyed by the folder's path and a
+  stat signature), so later loads only stat the files.
+* **Any other copy** (torchvision's layout with its extracted IDX files or ``processed/``, the
+  official UCSD release with ``.tif`` frames and ``.bmp`` masks, a partial or extended copy, the
+  pickled CIFAR-10 batches, USPS ``.bz2``, GTSRB, Caltech-256) has no published digest: it is
+  checked for structure and readability. A missing file or folder raises a :class:`DataError`
+  naming it and the expected layout; a file that cannot be decoded raises one naming the file.
+  Where the official release fixes the size, the structure check also verifies the counts
+  (:data:`OFFICIAL_COUNTS`): MNIST and Fashion-MNIST 60000 / 10000 images (the IDX headers),
+  USPS 7291 / 2007 (``usps.h5`` or the ``.bz2`` files), CIFAR-10 50000 / 10000 (the pickled
+  batches together) and 5000 / 1000 images per class in an image folder
+  (:data:`CIFAR_JPEG_PER_CLASS`); UCSD's clips, frames per clip and masks are counted by
+  :func:`adlib.video.load_ucsd`. A partial copy (say, CIFAR10-JPEG with one image deleted) is
+  thus refused with a :class:`DataError` naming the folder (or file), the expected and the
+  found count and the fix; with ``verify=False`` it loads what it holds. GTSRB and Caltech-256
+  are not counted.
+
+``ImageSet.info["check"]`` says which check a load got: ``"tree digest"`` (the published copy),
+``"structure"`` (another copy, with its counts where they are fixed) or ``"none"``
+(``verify=False``: the copy is only decoded, so it may be partial). Either way, decoded images
+are cached as uint8 tensors in the cache folder (never in the data folder), keyed by the tree
+digest of the whole folder, so a changed file is never served stale; the counts are checked on
+every load, cached or not.
 
 Every loader returns an :class:`ImageSet`: ``images`` as uint8 ``N x C x H x W`` and ``labels``
 as int64, plus the class names and a one-line description of the source.
 
 Supported on-disk forms:
 
-* MNIST, Fashion-MNIST: the IDX ``.gz`` files under ``<Folder>/raw/`` (torchvision's layout),
-  decoded directly (torchvision would extract next to them, a write into the data folder).
+* MNIST, Fashion-MNIST: the IDX files under ``<Folder>/raw/`` (torchvision's layout), each read
+  from its ``.gz`` when present, else from torchvision's extracted copy beside it (nothing is
+  ever extracted into the data folder).
 * CIFAR-10: torchvision's pickled batches (``cifar-10-batches-py/``) or the JPEG ImageFolder copy
   ``CIFAR10-JPEG/{train,test}/<class>/NNNN.jpg`` (lossy; results on it must say so).
 * USPS: torchvision's ``usps.bz2`` / ``usps.t.bz2`` (libsvm text) or the HDF5 ``USPS/usps.h5``.
@@ -38,9 +69,9 @@ import torch
 
 __all__ = [
     "DataError", "ImageSet", "DATASETS", "data_root", "cache_dir", "find_dataset",
-    "tree_digest", "verify_tree", "load_dataset", "load_mnist", "load_fashion_mnist",
-    "load_cifar10", "load_usps", "load_gtsrb", "GTSRB_STOP", "load_caltech256",
-    "caltech256_categories", "CALTECH_CLUTTER",
+    "tree_digest", "verify_tree", "published_files", "check_copy", "load_dataset", "load_mnist",
+    "load_fashion_mnist", "load_cifar10", "load_usps", "load_gtsrb", "GTSRB_STOP",
+    "load_caltech256", "caltech256_categories", "CALTECH_CLUTTER",
 ]
 
 MNIST_CLASSES = [str(d) for d in range(10)]
@@ -57,10 +88,49 @@ TREE_DIGESTS = {
     "CIFAR10-JPEG": "b9b6a7588ca05eb65233d837955081f902948cb0629c9f3a257ef83f48d1a00c",
     "UCSDped2": "c0301f5a7d7a6920eabf6325a3f721d98cb467715e0838ef4ca86a927b3df554",
 }
+#: Images per class of CIFAR-10 by split: the official release's, hence the published
+#: CIFAR10-JPEG copy's file list and the count the structure check asks of any other image folder.
+CIFAR_JPEG_PER_CLASS = {"train": 5000, "test": 1000}
+#: Images per split of the official releases whose size is fixed: the structure check of a copy
+#: other than the published one (``verify=True``) requires exactly these (module docstring).
+OFFICIAL_COUNTS = {
+    "MNIST": {"train": 60000, "test": 10000},
+    "FashionMNIST": {"train": 60000, "test": 10000},
+    "USPS": {"train": 7291, "test": 2007},
+    "CIFAR-10": {"train": 50000, "test": 10000},
+}
+#: Frames per clip of the published UCSDped2 copy (and of the official release), by split; the
+#: structure check of any other Ped2 copy counts them (:func:`adlib.video.load_ucsd`).
+UCSD_PED2_FRAMES = {
+    "Train": [120, 150, 150, 180, 180, 150, 150, 120, 180, 180, 180, 180, 180, 150, 150, 150],
+    "Test": [180, 180, 150, 180, 150, 180, 180, 180, 120, 150, 180, 180],
+}
 
 
 class DataError(RuntimeError):
     """A dataset is missing, corrupt, or asked for in a way it cannot be served."""
+
+
+def _count_error(where, found: int, expected: int, what: str, note: str = "",
+                 missing: bool | None = None, extra: bool | None = None) -> DataError:
+    """The error of a copy whose ``found`` count of ``what`` in ``where`` is not the official
+    ``expected`` one (a partial or extended copy); ``note`` adds detail (the first missing file).
+    ``missing`` / ``extra`` say which fix applies (default: from the counts)."""
+    missing = found < expected if missing is None else missing
+    extra = found > expected if extra is None else extra
+    fixes = (["restore the missing files from the official release"] if missing else []) + \
+        (["remove the files the official release does not have"] if extra else [])
+    use = "a partial copy" if missing else "this copy"
+    return DataError(f"{where} holds {found} {what}; the official release has {expected}{note}. "
+                     "A result on another count is not the dataset's: "
+                     f"{' and '.join(fixes) or 'restore the official files'}, or run with "
+                     f"verify=False / --no-verify to use {use} on purpose.")
+
+
+def _check_count(where, found: int, expected: int | None, what: str = "images") -> None:
+    """Raise :func:`_count_error` unless ``found == expected`` (``None``: nothing to check)."""
+    if expected is not None and found != expected:
+        raise _count_error(where, found, expected, what)
 
 
 @dataclass
@@ -165,18 +235,29 @@ def _listing(folder: Path, files: list[Path]) -> str:
     return "".join(f"{_sha256(p)}  {p.relative_to(folder.parent).as_posix()}\n" for p in files)
 
 
-def tree_digest(folder: str | os.PathLike) -> str:
-    """SHA-256 of a folder's file listing (see the module docstring), remembered in the cache.
-
-    The hash of every file is computed once; later calls only stat the files and reuse the
-    remembered digest while sizes and modification times are unchanged.
-    """
-    folder = Path(folder).resolve()
+def _existing_files(folder: Path) -> list[Path]:
     if not folder.exists():
         raise DataError(f"{folder} does not exist")
     files = [folder] if folder.is_file() else _files(folder)
     if not files:
         raise DataError(f"dataset folder {folder} is empty")
+    return files
+
+
+def tree_digest(folder: str | os.PathLike) -> str:
+    """SHA-256 of a folder's file listing (see the module docstring), remembered in the cache.
+
+    The hash of every file is computed once; later calls only stat the files and reuse the
+    remembered digest while sizes and modification times are unchanged.
+
+    Raises:
+        DataError: ``folder`` does not exist or holds no file.
+    """
+    folder = Path(folder).resolve()
+    return _tree_digest(folder, _existing_files(folder))
+
+
+def _tree_digest(folder: Path, files: list[Path]) -> str:
     signature = _stat_signature(files)
     memo = cache_dir() / "digests" / f"{signature}.json"
     if memo.exists():
@@ -187,17 +268,84 @@ def tree_digest(folder: str | os.PathLike) -> str:
     return digest
 
 
-def verify_tree(folder: str | os.PathLike, name: str) -> str:
-    """Check an offline copy against its published tree digest; return the digest.
+def published_files(name: str) -> set[str] | None:
+    """The relative paths of every file of the published offline copy ``name`` (a key of
+    :data:`TREE_DIGESTS`), derived from the data README's "Layouts"; ``None`` for other names.
 
-    On a mismatch the error names the folder and, when the data root holds
-    ``SHA256SUMS/<name>.sha256``, the first file that differs.
+    The data root's ``SHA256SUMS/<name>.sha256`` lists the same paths (a test checks this), but a
+    loader must not need that folder, so the list is built here.
+    """
+    if name in ("MNIST", "FashionMNIST"):
+        return {f"raw/{part}-ubyte.gz" for part in _IDX_PARTS}
+    if name == "USPS":
+        return {"usps.h5"}
+    if name == "CIFAR10-JPEG":
+        return {f"{split}/{c}/{i:04d}.jpg" for split, n in CIFAR_JPEG_PER_CLASS.items()
+                for c in CIFAR10_CLASSES for i in range(n)}
+    if name == "UCSDped2":
+        files = {"Test/UCSDped2.m", "UCSD_README.txt"}
+        for split, counts in UCSD_PED2_FRAMES.items():
+            for k, n in enumerate(counts, 1):
+                clip = f"{split}/{split}{k:03d}"
+                files |= {f"{clip}/{i:03d}.jpg" for i in range(1, n + 1)}
+                if split == "Test":
+                    files |= {f"{clip}_gt/{i:03d}.png" for i in range(1, n + 1)}
+        return files
+    return None
+
+
+def _is_published_layout(folder: Path, files: list[Path], name: str) -> bool:
+    """Whether ``files`` (all under ``folder``) are exactly the published file list of ``name``."""
+    want = published_files(name)
+    start = len(folder.as_posix()) + 1  # relative paths, faster than relative_to on 60000 files
+    return (want is not None and folder.is_dir() and len(files) == len(want)
+            and {p.as_posix()[start:] for p in files} == want)
+
+
+def check_copy(folder: str | os.PathLike, name: str, verify: bool = True) -> tuple[str, str]:
+    """Check a copy of dataset ``name`` (module docstring); return its tree digest and the check.
+
+    A folder whose files are exactly :func:`published_files` of ``name`` is the published offline
+    copy: with ``verify`` its tree digest must equal :data:`TREE_DIGESTS` (check ``"tree
+    digest"``). Any other copy gets ``"structure"``: its loader checks the files it reads as it
+    decodes them and, where the official release fixes them, the counts (a partial copy fails).
+    Without ``verify`` the check is ``"none"`` for every copy: a loader then decodes what there
+    is, partial or not. The digest is the cache key in every case.
+
+    Raises:
+        DataError: ``folder`` is missing or empty, or it is the published copy and its digest
+            differs (the message names the first differing file when the data root holds
+            ``SHA256SUMS/<name>.sha256``).
     """
     folder = Path(folder)
-    digest = tree_digest(folder)
+    files = _existing_files(folder.resolve())
+    digest = _tree_digest(folder.resolve(), files)
+    if not verify:
+        return digest, "none"
+    if not _is_published_layout(folder.resolve(), files, name):
+        return digest, "structure"
+    _compare(folder, name, digest)
+    return digest, "tree digest"
+
+
+def verify_tree(folder: str | os.PathLike, name: str) -> str:
+    """:func:`check_copy` with ``verify=True``; return the folder's tree digest.
+
+    Only the published copy (exactly its file list) is compared with its tree digest; any other
+    layout returns its digest unchecked (its loader checks structure, readability and the
+    official counts).
+
+    Raises:
+        DataError: the published copy does not match its digest ("corrupt or altered").
+    """
+    return check_copy(folder, name)[0]
+
+
+def _compare(folder: Path, name: str, digest: str) -> None:
+    """Raise the "corrupt or altered" error when ``digest`` is not the published one."""
     expected = TREE_DIGESTS.get(name)
     if expected is None or digest == expected:
-        return digest
+        return
     detail = ""
     sums = folder.parent / "SHA256SUMS" / f"{name}.sha256"
     if sums.exists():
@@ -272,22 +420,30 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=offset).reshape(shape)
 
 
+#: The four IDX files of MNIST-like datasets, without ``-ubyte.gz``.
+_IDX_PARTS = ("train-images-idx3", "train-labels-idx1", "t10k-images-idx3", "t10k-labels-idx1")
+
+
+def _idx_file(raw: Path, part: str, folder_name: str) -> Path:
+    """``raw/<part>-ubyte.gz``, else torchvision's extracted ``raw/<part>-ubyte`` beside it."""
+    for path in (raw / f"{part}-ubyte.gz", raw / f"{part}-ubyte"):
+        if path.is_file():
+            return path
+    raise DataError(f"{raw / part}-ubyte.gz not found (nor its extracted copy {part}-ubyte): "
+                    f"{folder_name} expects the official IDX files under raw/ "
+                    f"({', '.join(p + '-ubyte.gz' for p in _IDX_PARTS)})")
+
+
 def _load_idx_dataset(folder_name: str, classes, split, root, download, verify) -> ImageSet:
     _check_split(split)
     folder = find_dataset(folder_name, root, download)
     raw = folder / "raw"
     prefix = "train" if split == "train" else "t10k"
-    img_path = raw / f"{prefix}-images-idx3-ubyte.gz"
-    lbl_path = raw / f"{prefix}-labels-idx1-ubyte.gz"
-    if not img_path.exists() and download:
-        _torchvision_download(folder_name, folder.parent)
-    for p in (img_path, lbl_path):
-        if not p.exists():
-            raise DataError(f"{p} not found: {folder_name} expects the IDX .gz files of the "
-                            "official release under raw/")
-    # torchvision's download also extracts next to the .gz files: only offline copies are checked
-    published_copy = verify and folder.parent != download_dir()
-    digest = verify_tree(folder, folder_name) if published_copy else tree_digest(folder)
+    if download and not any(raw.glob(f"{prefix}-images-idx3-ubyte*")):
+        _download(folder_name, folder.parent)
+    img_path = _idx_file(raw, f"{prefix}-images-idx3", folder_name)
+    lbl_path = _idx_file(raw, f"{prefix}-labels-idx1", folder_name)
+    digest, check = check_copy(folder, folder_name, verify)
 
     def decode():
         images = torch.from_numpy(read_idx(img_path).copy()).unsqueeze(1)
@@ -298,26 +454,53 @@ def _load_idx_dataset(folder_name: str, classes, split, root, download, verify) 
         return images, labels
 
     images, labels = _cached(f"{folder_name}-{split}-{digest[:16]}", decode)
+    if check == "structure":  # the counts the IDX headers gave, against the official release's
+        _check_count(img_path, len(images), OFFICIAL_COUNTS.get(folder_name, {}).get(split))
     return ImageSet(images, labels, list(classes), f"{folder_name} IDX files in {raw}",
-                    {"digest": digest})
+                    {"digest": digest, "check": check})
 
 
-def _torchvision_download(folder_name: str, target: Path) -> None:  # pragma: no cover - network
+def _download(name: str, target: Path, split: str = "train", fetch=None) -> None:
+    """Fetch the official release of ``name`` into ``target`` (internet): with torchvision, or
+    by calling ``fetch()`` when given.
+
+    Raises:
+        DataError: the download failed, e.g. without internet access.
+    """
     import torchvision.datasets as tvd
-    cls = {"MNIST": tvd.MNIST, "FashionMNIST": tvd.FashionMNIST}[folder_name]
-    cls(str(target), train=True, download=True)
-    cls(str(target), train=False, download=True)
+    fetch = fetch or {
+        "MNIST": lambda: [tvd.MNIST(str(target), train=t, download=True) for t in (True, False)],
+        "FashionMNIST": lambda: [tvd.FashionMNIST(str(target), train=t, download=True)
+                                 for t in (True, False)],
+        "CIFAR-10": lambda: tvd.CIFAR10(str(target), train=True, download=True),
+        "USPS": lambda: tvd.USPS(str(target), train=split == "train", download=True),
+        "gtsrb": lambda: tvd.GTSRB(str(target), split=split, download=True),
+        "caltech256": lambda: tvd.Caltech256(str(target), download=True),
+    }[name]
+    try:
+        fetch()
+    except (OSError, RuntimeError) as err:
+        raise DataError(f"downloading {name} into {target} failed ({type(err).__name__}: {err}). "
+                        "download=True needs internet access; without it, put a copy in a data "
+                        "folder and set ADLIB_DATA (or root=).") from err
 
 
 def load_mnist(split: str = "train", root=None, download: bool = False,
                verify: bool = True) -> ImageSet:
-    """MNIST digits, 28 x 28 grey (60000 train, 10000 test). See :func:`find_dataset`."""
+    """MNIST digits, 28 x 28 grey (60000 train, 10000 test). See :func:`find_dataset`.
+
+    With ``verify``, the published copy must match its tree digest and any other copy must hold
+    the official 60000 / 10000 images (module docstring); ``verify=False`` loads a partial copy.
+    """
     return _load_idx_dataset("MNIST", MNIST_CLASSES, split, root, download, verify)
 
 
 def load_fashion_mnist(split: str = "train", root=None, download: bool = False,
                        verify: bool = True) -> ImageSet:
-    """Fashion-MNIST, 28 x 28 grey (60000 train, 10000 test). See :func:`find_dataset`."""
+    """Fashion-MNIST, 28 x 28 grey (60000 train, 10000 test). See :func:`find_dataset`.
+
+    ``verify`` as for :func:`load_mnist`.
+    """
     return _load_idx_dataset("FashionMNIST", FASHION_CLASSES, split, root, download, verify)
 
 
@@ -339,9 +522,33 @@ def _decode_cifar_pickles(batch_dir: Path, split: str):
         data = np.asarray(entry["data"], dtype=np.uint8)
         if data.ndim != 2 or data.shape[1] != 3072:
             raise DataError(f"{path} holds data of shape {data.shape}, expected N x 3072")
+        batch_labels = list(entry.get("labels", entry.get("fine_labels", [])))
+        if len(batch_labels) != len(data):
+            raise DataError(f"{path} holds {len(data)} images but {len(batch_labels)} labels: "
+                            "the batch is corrupt; restore it")
         images.append(data.reshape(-1, 3, 32, 32))
-        labels.extend(entry.get("labels", entry.get("fine_labels", [])))
+        labels.extend(batch_labels)
     return torch.from_numpy(np.concatenate(images)), torch.tensor(labels, dtype=torch.int64)
+
+
+def _class_files(split_dir: Path, classes: list[str]) -> list[list[Path]]:
+    """The image files of each class folder of an ImageFolder split, in class order.
+
+    Raises:
+        DataError: a class folder is missing or holds no image.
+    """
+    found = []
+    for name in classes:
+        class_dir = split_dir / name
+        if not class_dir.is_dir():
+            raise DataError(f"{class_dir} not found: the ImageFolder layout needs one folder per "
+                            f"class ({', '.join(classes)})")
+        files = sorted(p for p in class_dir.iterdir() if p.suffix.lower() in (".jpg", ".jpeg",
+                                                                              ".png"))
+        if not files:
+            raise DataError(f"{class_dir} holds no image (.jpg, .jpeg, .png): an empty class")
+        found.append(files)
+    return found
 
 
 def _decode_image_folder(split_dir: Path, classes: list[str], channels: int):
@@ -349,13 +556,7 @@ def _decode_image_folder(split_dir: Path, classes: list[str], channels: int):
     from tqdm.auto import tqdm
 
     paths, labels = [], []
-    for label, name in enumerate(classes):
-        class_dir = split_dir / name
-        if not class_dir.is_dir():
-            raise DataError(f"{class_dir} not found: the ImageFolder layout needs one folder per "
-                            f"class ({', '.join(classes)})")
-        files = sorted(p for p in class_dir.iterdir() if p.suffix.lower() in (".jpg", ".jpeg",
-                                                                              ".png"))
+    for label, files in enumerate(_class_files(split_dir, classes)):
         paths += files
         labels += [label] * len(files)
     mode = "RGB" if channels == 3 else "L"
@@ -380,13 +581,18 @@ def load_cifar10(split: str = "train", root=None, download: bool = False,
 
     Looks, under the data root, for torchvision's pickled batches (``cifar-10-batches-py``)
     first, then for the JPEG ImageFolder copy ``CIFAR10-JPEG``. ``info["lossy"]`` says which.
+
+    With ``verify``, the published JPEG copy must match its tree digest; any other copy must hold
+    the official counts: 50000 train / 10000 test images in the pickled batches, or 5000 train /
+    1000 test images in every class folder, counted before decoding (a partial copy raises a
+    :class:`DataError` naming the folder). ``verify=False`` loads a partial copy.
     """
     _check_split(split)
     base = data_root(root)
-    if base is None and download:  # pragma: no cover - network
-        import torchvision.datasets as tvd
-        tvd.CIFAR10(str(download_dir()), train=True, download=True)
+    if base is None and download:
         base = download_dir()
+        if not (base / "cifar-10-batches-py").is_dir():
+            _download("CIFAR-10", base)
     if base is None:
         find_dataset("CIFAR-10", root, download)  # raises the standard message
     pickled = base / "cifar-10-batches-py"
@@ -394,17 +600,25 @@ def load_cifar10(split: str = "train", root=None, download: bool = False,
         digest = tree_digest(pickled)
         images, labels = _cached(f"cifar10-pickle-{split}-{digest[:16]}",
                                  lambda: _decode_cifar_pickles(pickled, split))
+        if verify:
+            batches = "data_batch_1..5" if split == "train" else "test_batch"
+            _check_count(pickled, len(images), OFFICIAL_COUNTS["CIFAR-10"][split],
+                         f"{split} images in {batches} (10000 a batch)")
         return ImageSet(images, labels, list(CIFAR10_CLASSES),
-                        f"CIFAR-10 pickled batches in {pickled}", {"digest": digest,
-                                                                    "lossy": False})
+                        f"CIFAR-10 pickled batches in {pickled}",
+                        {"digest": digest, "check": "structure" if verify else "none",
+                         "lossy": False})
     folder = find_dataset("CIFAR10-JPEG", root, download)
-    digest = verify_tree(folder, "CIFAR10-JPEG") if verify else tree_digest(folder)
+    digest, check = check_copy(folder, "CIFAR10-JPEG", verify)
+    if check == "structure":  # counted from the file names: no decoding spent on a partial copy
+        for name, files in zip(CIFAR10_CLASSES, _class_files(folder / split, CIFAR10_CLASSES)):
+            _check_count(folder / split / name, len(files), CIFAR_JPEG_PER_CLASS[split])
     images, labels = _cached(
         f"cifar10-jpeg-{split}-{digest[:16]}",
         lambda: _decode_image_folder(folder / split, CIFAR10_CLASSES, 3))
     return ImageSet(images, labels, list(CIFAR10_CLASSES),
                     f"CIFAR-10 JPEG copy (quality 75, lossy) in {folder}",
-                    {"digest": digest, "lossy": True})
+                    {"digest": digest, "check": check, "lossy": True})
 
 
 # --------------------------------------------------------------------------- USPS
@@ -455,28 +669,34 @@ def load_usps(split: str = "train", root=None, download: bool = False,
 
     Reads torchvision's ``usps.bz2`` / ``usps.t.bz2`` (values in [-1, 1], labels 1-10) or the
     HDF5 repackaging ``usps.h5`` (values in [0, 1], labels 0-9), both under ``<root>/USPS``.
+
+    With ``verify``, the published ``usps.h5`` must match its tree digest and any other copy must
+    hold the official 7291 / 2007 images; ``verify=False`` loads a partial copy.
     """
     _check_split(split)
     folder = find_dataset("USPS", root, download)
     bz2_path = folder / ("usps.bz2" if split == "train" else "usps.t.bz2")
     h5_path = folder / "usps.h5"
-    if not bz2_path.exists() and not h5_path.exists() and download:  # pragma: no cover
-        import torchvision.datasets as tvd
-        tvd.USPS(str(folder), train=split == "train", download=True)
+    if not bz2_path.exists() and not h5_path.exists() and download:
+        _download("USPS", folder, split)
+    check = "structure" if verify else "none"
     if bz2_path.exists():
         digest = tree_digest(bz2_path)
         images, labels = _cached(f"usps-bz2-{split}-{digest[:16]}",
                                  lambda: _decode_usps_bz2(bz2_path))
-        source = f"USPS libsvm file {bz2_path}"
+        source, counted = f"USPS libsvm file {bz2_path}", bz2_path
     elif h5_path.exists():
-        digest = verify_tree(folder, "USPS") if verify else tree_digest(folder)
+        digest, check = check_copy(folder, "USPS", verify)
         images, labels = _cached(f"usps-h5-{split}-{digest[:16]}",
                                  lambda: _decode_usps_h5(h5_path, split))
-        source = f"USPS HDF5 file {h5_path}"
+        source, counted = f"USPS HDF5 file {h5_path}", f"{h5_path} ({split}/data)"
     else:
         raise DataError(f"no USPS files in {folder}: expected usps.bz2/usps.t.bz2 "
                         "(torchvision) or usps.h5")
-    return ImageSet(images, labels, [str(d) for d in range(10)], source, {"digest": digest})
+    if check == "structure":
+        _check_count(counted, len(images), OFFICIAL_COUNTS["USPS"][split])
+    return ImageSet(images, labels, [str(d) for d in range(10)], source,
+                    {"digest": digest, "check": check})
 
 
 # --------------------------------------------------------------------------- GTSRB
@@ -514,20 +734,20 @@ def load_gtsrb(split: str = "train", root=None, download: bool = False,
 
     The photos vary in size (15 to 250 pixels); they are resized to ``side x side`` RGB once and
     cached. The stop sign is class :data:`GTSRB_STOP` (14). Not in the offline data: tested on
-    generated files in torchvision's layout. ``verify`` is accepted for symmetry; there is no
-    published digest of a GTSRB copy.
+    generated files in torchvision's layout. ``verify`` is accepted for symmetry (it only sets
+    ``info["check"]``); there is no published digest of a GTSRB copy, and its counts are not
+    checked.
     """
     _check_split(split)
     folder = find_dataset("gtsrb", root, download)
-    if download and not folder.exists():  # pragma: no cover - network
-        import torchvision.datasets as tvd
-        tvd.GTSRB(str(folder.parent), split=split, download=True)
+    if download and folder.parent == download_dir():  # torchvision fetches only what is missing
+        _download("gtsrb", folder.parent, split)
     digest = tree_digest(folder)
     images, labels = _cached(f"gtsrb-{split}-{side}-{digest[:16]}",
                              lambda: _decode_gtsrb(folder.parent, split, side))
     return ImageSet(images, labels, [str(c) for c in range(43)],
                     f"GTSRB {split} (torchvision layout) in {folder}, resized to {side}",
-                    {"digest": digest})
+                    {"digest": digest, "check": "structure" if verify else "none"})
 
 
 # --------------------------------------------------------------------------- Caltech-256
@@ -585,9 +805,8 @@ def load_caltech256(categories, per_category: int | None = 150, root=None,
         DataError: no Caltech-256 folder, an unknown or empty category, or an unreadable image.
     """
     folder = find_dataset("caltech256", root, download)
-    if download and not folder.exists():  # pragma: no cover - network
-        import torchvision.datasets as tvd
-        tvd.Caltech256(str(folder.parent), download=True)
+    if download and not folder.exists():
+        _download("caltech256", folder.parent)
     ds = _open_caltech256(folder.parent)
     categories = sorted({int(c) for c in categories})
     unknown = [c for c in categories if not 0 <= c < len(ds.categories)]
@@ -619,7 +838,11 @@ DATASETS = {
 
 def load_dataset(name: str, split: str = "train", root=None, download: bool = False,
                  verify: bool = True) -> ImageSet:
-    """Load dataset ``name`` (one of :data:`DATASETS`) by name."""
+    """Load dataset ``name`` (one of :data:`DATASETS`) by name.
+
+    ``verify`` (the default) checks the published copy's tree digest, or another copy's
+    structure and official counts; ``verify=False`` loads a partial copy on purpose.
+    """
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}; available: {', '.join(sorted(DATASETS))}")
     return DATASETS[name](split, root=root, download=download, verify=verify)

@@ -3,7 +3,10 @@
 :class:`BaseDetector` (after PyOD and scikit-learn): ``fit(X_train, X_val=None) -> self`` and
 ``score(X) -> ndarray`` where **higher means more anomalous**. ``__init__`` only stores keyword
 arguments; ``fit`` validates, resolves the seed and ends in :meth:`BaseDetector._finish_fit`, which
-sets ``train_scores_`` and ``threshold_``. Thresholding (``predict``) lives only here.
+sets ``input_shape_``, ``train_scores_`` and ``threshold_`` (calibrated on the held-out normals
+``X_val`` when given). Thresholding (``predict``) lives only here, and so does the input check:
+every ``score``, ``score_all`` and ``predict`` of a subclass first checks that the images have
+the shape the detector was fitted on.
 
 :class:`BaseDeepDetector` owns the device, seeding, optimizer, epoch loop with a ``tqdm`` bar,
 quick-mode epoch cap, early stopping on a validation metric, NaN checks and checkpoints. A deep
@@ -22,6 +25,7 @@ them instead of branching on the method's name.
 """
 from __future__ import annotations
 
+import functools
 import inspect
 import time
 
@@ -31,13 +35,22 @@ from tqdm.auto import tqdm
 
 from .protocols import Preprocess
 from .training import (EarlyStopping, check_finite, default_device, load_checkpoint,
-                       save_checkpoint, seed_everything)
+                       save_checkpoint, seed_everything, to_builtin)
 
 __all__ = ["BaseDetector", "BaseDeepDetector", "NotFittedError", "as_tensor"]
 
 
 class NotFittedError(RuntimeError):
     """``score`` or ``predict`` was called before ``fit``."""
+
+
+def _plain(value) -> bool:
+    """Whether a weights-only checkpoint can hold ``value`` (after :func:`to_builtin`)."""
+    if isinstance(value, (list, tuple)):
+        return all(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(_plain(k) and _plain(v) for k, v in value.items())
+    return isinstance(value, (int, float, str, bool, type(None)))
 
 
 def as_tensor(X) -> torch.Tensor:
@@ -57,11 +70,43 @@ def as_tensor(X) -> torch.Tensor:
     return X.float()
 
 
+def _fmt(shape: tuple) -> str:
+    return " x ".join(str(s) for s in shape)
+
+
+def _checks_input(method):
+    """Wrap a ``score``-like method ``(self, X, ...)`` so that it first calls
+    :meth:`BaseDetector._check_input` on ``X``."""
+    if getattr(method, "_checks_input", False):
+        return method
+
+    @functools.wraps(method)
+    def checked(self, X, *args, **kwargs):
+        self._check_input(X)
+        return method(self, X, *args, **kwargs)
+
+    checked._checks_input = True
+    return checked
+
+
 class BaseDetector:
     """A fitted anomaly detector: ``fit`` on normal images, ``score`` any images.
 
-    Attributes set by ``fit``: ``train_scores_`` (scores of the training images), ``threshold_``
-    (their ``1 - contamination`` quantile), ``fit_seconds_``.
+    Attributes set by ``fit``:
+
+    * ``input_shape_``: the shape of one training image, ``C x H x W`` (``C x T x H x W`` for
+      video cuboids); ``score``, ``score_all`` and ``predict`` raise a ``ValueError`` on images
+      of another shape.
+    * ``train_scores_``: the scores of the training images, shape ``N``.
+    * ``threshold_``: the decision threshold of ``predict``, in the units of the scores. With
+      ``threshold_rule = "quantile"`` it is the ``1 - contamination`` quantile of the scores of
+      the held-out normals ``X_val`` when ``fit`` is given some, else of ``train_scores_``
+      (training images score lower than unseen normals when a method fits them closely: a
+      kernel density, an overfitted autoencoder, so their quantile flags far more than
+      ``contamination`` of new normals). ``threshold_rule = "fixed"``: the method's own value.
+    * ``threshold_source_``: which images set ``threshold_``: ``"validation"``,
+      ``"training"`` or ``"fixed"``.
+    * ``fit_seconds_``: wall-clock seconds of ``fit`` before the final scores.
     """
 
     #: short registry name, set by :func:`adlib.registry.register`
@@ -79,9 +124,18 @@ class BaseDetector:
     notebook: str = ""
     #: how the protocol turns images into this method's input
     preprocess = Preprocess()
-    #: how ``fit`` sets ``threshold_``: "quantile" of the training scores (``contamination``),
-    #: or "fixed" by the method (G2D's alpha = 0.5 on a probability)
+    #: how ``fit`` sets ``threshold_``: "quantile" (``1 - contamination``) of the held-out
+    #: normals' scores (else the training scores'), or "fixed" by the method
+    #: (:meth:`fixed_threshold`, G2D's alpha = 0.5 on a probability)
     threshold_rule: str = "quantile"
+
+    def __init_subclass__(cls, **kwargs):
+        """Every ``score``, ``score_all`` and ``predict`` a subclass defines checks its input
+        first (:meth:`_check_input`), so no method has to."""
+        super().__init_subclass__(**kwargs)
+        for name in ("score", "score_all", "predict"):
+            if name in vars(cls):
+                setattr(cls, name, _checks_input(vars(cls)[name]))
 
     def __init__(self, seed: int = 0, contamination: float = 0.1):
         self.seed = seed
@@ -119,33 +173,70 @@ class BaseDetector:
 
     # -- the contract ----------------------------------------------------------------------
     def fit(self, X_train, X_val=None) -> "BaseDetector":
-        """Fit on normal training images (``N x C x H x W``); ``X_val`` holds normals only."""
+        """Fit on normal training images (``N x C x H x W``); ``X_val`` holds held-out normals
+        only (the threshold is calibrated on them, see the class docstring)."""
         raise NotImplementedError
 
     def score(self, X) -> np.ndarray:
-        """Anomaly scores of images ``X``, higher = more anomalous."""
+        """Anomaly scores of images ``X`` (``N x C x H x W``, the fitted ``C x H x W``), shape
+        ``N``, higher = more anomalous."""
         raise NotImplementedError
 
+    @_checks_input
     def predict(self, X) -> np.ndarray:
-        """1 where ``score(X) >= threshold_`` (the training scores' 1 - contamination quantile)."""
-        self._check_is_fitted()
+        """1 (anomaly) where ``score(X) >= threshold_``, else 0; int64 array of shape ``N``.
+
+        ``threshold_`` is the ``1 - contamination`` quantile of the held-out normals' scores
+        (the training scores' when ``fit`` had no ``X_val``; see ``threshold_source_``), or the
+        method's fixed threshold. Raises :class:`NotFittedError` before ``fit`` and
+        ``ValueError`` for images of another shape than the fitted ``input_shape_``.
+        """
         return (self.score(X) >= self.threshold_).astype(np.int64)
+
+    def fixed_threshold(self) -> float:
+        """The threshold of a method with ``threshold_rule = "fixed"`` (override it there)."""
+        raise NotImplementedError(f"{type(self).__name__} declares a fixed threshold rule but "
+                                  "does not define fixed_threshold()")
 
     # -- shared helpers --------------------------------------------------------------------
     def _check_is_fitted(self) -> None:
         if not hasattr(self, "train_scores_"):
             raise NotFittedError(f"{type(self).__name__} is not fitted: call fit(X_train) first")
 
+    def _check_input(self, X) -> None:
+        """Raise :class:`NotFittedError` before ``fit``, and ``ValueError`` when the images
+        ``X`` (``N x ...``) differ in shape from the fitted ``input_shape_``."""
+        self._check_is_fitted()
+        fitted = getattr(self, "input_shape_", None)
+        given = tuple(X.shape[1:]) if hasattr(X, "shape") else None
+        if fitted is None or given is None or given == tuple(fitted):
+            return
+        fix = (f"Preprocess(size={fitted[-1]}, channels={fitted[0]}) from adlib.protocols"
+               if len(fitted) == 3 and fitted[1] == fitted[2] else "the preprocessing of fit")
+        raise ValueError(f"{self.name or type(self).__name__} was fitted on images of shape "
+                         f"{_fmt(fitted)} but was given {_fmt(given)}: prepare them with {fix}, "
+                         "or refit on images of this shape")
+
     def _check_params(self) -> None:
         """Validate the shared parameters; called first thing in ``fit``."""
         if not 0 < self.contamination < 0.5 + 1e-12:
             raise ValueError(f"contamination={self.contamination} must lie in (0, 0.5]")
 
-    def _finish_fit(self, X_train, started: float) -> "BaseDetector":
+    def _finish_fit(self, X_train, started: float, X_val=None) -> "BaseDetector":
+        """The end of every ``fit``: record ``input_shape_``, ``train_scores_`` and the
+        threshold (see the class docstring); ``X_val``: the held-out normals or ``None``."""
         self.fit_seconds_ = time.perf_counter() - started
+        self.input_shape_ = tuple(int(s) for s in X_train.shape[1:])
         self.train_scores_ = np.zeros(0)  # mark fitted so that score() may run
         self.train_scores_ = self.score(X_train)
-        self.threshold_ = float(np.quantile(self.train_scores_, 1 - self.contamination))
+        if self.threshold_rule == "fixed":
+            self.threshold_, self.threshold_source_ = float(self.fixed_threshold()), "fixed"
+        elif X_val is not None and len(X_val):
+            self.threshold_source_ = "validation"
+            self.threshold_ = float(np.quantile(self.score(X_val), 1 - self.contamination))
+        else:
+            self.threshold_source_ = "training"
+            self.threshold_ = float(np.quantile(self.train_scores_, 1 - self.contamination))
         return self
 
     @classmethod
@@ -255,7 +346,8 @@ class BaseDeepDetector(BaseDetector):
             yield X[order[start:start + self.batch_size]].to(self.device_)
 
     def fit(self, X_train, X_val=None) -> "BaseDeepDetector":
-        """Train for the epoch budget, keep the epoch with the best validation metric."""
+        """Train for the epoch budget, keep the epoch with the best validation metric on the
+        held-out normals ``X_val`` (which also calibrate the threshold)."""
         started = time.perf_counter()
         self._check_params()
         X_train = as_tensor(X_train)
@@ -299,7 +391,7 @@ class BaseDeepDetector(BaseDetector):
         self.epochs_run_ = epoch + 1
         self.network_.eval()
         self.on_fit_end(X_train, X_val)
-        self._finish_fit(X_train, started)
+        self._finish_fit(X_train, started, X_val)
         if self.checkpoint:  # the final file holds the kept epoch and the fitted threshold
             self.save(self.checkpoint)
         return self
@@ -314,23 +406,34 @@ class BaseDeepDetector(BaseDetector):
     @torch.no_grad()
     def score(self, X) -> np.ndarray:
         """Scores of ``X`` by ``batch_scores`` in eval mode, batch by batch."""
-        self._check_is_fitted()
         X = as_tensor(X)
         self.network_.eval()
         return self._scores_of(X)
 
     # -- persistence ---------------------------------------------------------------------------
     def save(self, path) -> None:
-        """Write the network's weights and the parameters atomically."""
-        params = {k: v for k, v in self.get_params().items()
-                  if isinstance(v, (int, float, str, bool, type(None), tuple, list))}
+        """Write the network's weights, the parameters and the threshold atomically.
+
+        Parameters are stored as plain Python values (numpy scalars such as ``np.float64(1e-3)``
+        become ``float``, see :func:`adlib.training.to_builtin`); a parameter that is not a
+        number, string, ``None`` or a list, tuple or dict of them is left out.
+        """
+        params = {k: v for k, v in to_builtin(self.get_params()).items() if _plain(v)}
         save_checkpoint(path, {"state_dict": self.network_.state_dict(), "params": params,
                                "input_shape": list(self.input_shape_),
                                "history": getattr(self, "history_", []),
-                               "threshold": getattr(self, "threshold_", None)})
+                               "threshold": getattr(self, "threshold_", None),
+                               "threshold_source": getattr(self, "threshold_source_", None)})
 
     def load(self, path) -> "BaseDeepDetector":
-        """Restore weights saved by :meth:`save` (read with ``weights_only=True``)."""
+        """Restore weights, parameters and threshold saved by :meth:`save` (read with
+        ``weights_only=True``).
+
+        Raises:
+            FileNotFoundError: no file at ``path``.
+            RuntimeError: the file is corrupt or not a weights-only file, or it is an epoch
+                checkpoint written before ``fit`` finished (no threshold yet).
+        """
         state = load_checkpoint(path)
         self.set_params(**{k: v for k, v in state["params"].items() if k in self._param_names()})
         self.device_ = default_device(self.device)
@@ -344,4 +447,6 @@ class BaseDeepDetector(BaseDetector):
             raise RuntimeError(f"{path} was saved before fit finished (an epoch checkpoint): "
                                "it has no threshold; refit or load the final checkpoint")
         self.threshold_ = float(state["threshold"])
+        self.threshold_source_ = state.get("threshold_source") or (  # older files: training
+            "fixed" if self.threshold_rule == "fixed" else "training")
         return self

@@ -109,9 +109,12 @@ def plan_runs(path: str | os.PathLike, keys: list[str], config: dict,
 
     A key whose row holds ``config`` is done (skipped); a key without a row is to run. A key
     whose row holds another configuration raises :class:`ConfigMismatchError` naming what
-    differs and the way out, unless ``replace`` is true: it then runs again and
-    :func:`append_row` replaces the row (``replace=True``).
+    differs and the way out. ``replace=True`` runs every key again (a stored row of either
+    configuration is then replaced by :func:`append_row` with ``replace=True``): the way to
+    redo a grid after a change of the code rather than of the configuration.
     """
+    if replace:
+        return list(keys)
     rows = {r.get("key"): r for r in read_rows(path)}
     todo, clashes = [], []
     for key in keys:
@@ -119,9 +122,7 @@ def plan_runs(path: str | os.PathLike, keys: list[str], config: dict,
             todo.append(key)
         elif config_diff(row_config(rows[key]), config):
             clashes.append(rows[key])
-            if replace:
-                todo.append(key)
-    if clashes and not replace:
+    if clashes:
         first = clashes[0]
         diff = config_diff(row_config(first), config)
         what = (f"{first.get('method')} on {first.get('dataset')}, class "

@@ -11,7 +11,8 @@ import numpy as np
 import torch
 
 __all__ = ["seed_everything", "default_device", "count_parameters", "EarlyStopping",
-           "save_checkpoint", "load_checkpoint", "check_finite", "NonFiniteLossError"]
+           "save_checkpoint", "load_checkpoint", "check_finite", "NonFiniteLossError",
+           "to_builtin"]
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -85,17 +86,44 @@ class EarlyStopping:
             module.load_state_dict(self.best_state)
 
 
+def to_builtin(value):
+    """``value`` with every numpy scalar (``np.float64``, ``np.int64``, ``np.bool_``, ``np.str_``
+    ...) and array turned into plain Python numbers, strings and lists, inside any nesting of
+    lists, tuples and dicts (tuples stay tuples); tensors and other objects are returned as
+    they are. A weights-only ``torch.load`` refuses numpy types, so checkpoints hold only these.
+    """
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist()
+    if isinstance(value, dict):  # a copy keeps the type and a state_dict's ``_metadata``
+        out = copy.copy(value)
+        out.clear()
+        out.update((to_builtin(k), to_builtin(v)) for k, v in value.items())
+        return out
+    if isinstance(value, (list, tuple)):
+        items = [to_builtin(v) for v in value]
+        return tuple(items) if isinstance(value, tuple) else items
+    return value
+
+
 def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
-    """Write ``state`` (tensors, numbers, strings, dicts) atomically: temp file, then rename."""
+    """Write ``state`` (tensors, numbers, strings, lists, tuples, dicts) atomically: temp file,
+    then rename. numpy scalars and arrays in it are stored as plain Python values
+    (:func:`to_builtin`), so that :func:`load_checkpoint` can read them back."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(state, tmp)
+    torch.save(to_builtin(state), tmp)
     os.replace(tmp, path)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
-    """Read a checkpoint written by :func:`save_checkpoint` with ``weights_only=True``."""
+    """Read a checkpoint written by :func:`save_checkpoint` with ``weights_only=True``.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        RuntimeError: the file is truncated, corrupt or holds objects other than tensors and
+            plain Python values.
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint {path} not found")

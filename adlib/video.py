@@ -12,6 +12,27 @@ The book's offline copy keeps this layout with JPEG frames and PNG masks; the of
 their name, so every variant reads the same. A frame's label comes from ``UCSDpedN.m``
 (1 = abnormal); where masks exist, a frame is abnormal exactly when its mask has a lit pixel.
 
+Checks (``verify=True``): a folder holding exactly the files of the published offline copy of
+Ped2 (``.jpg`` frames, ``.png`` masks, ``Test/UCSDped2.m``, ``UCSD_README.txt``, the published
+frame counts; :func:`adlib.data.published_files`) must match its tree digest, else the load fails
+as "corrupt or altered". Any other copy (the official release, Ped1, a partial copy) is checked
+for structure and readability: a missing split folder, clip folder, frame, mask or label file
+raises :class:`~adlib.data.DataError` naming it, and so does a frame or mask that cannot be
+decoded. Before decoding, the structure check also counts what the official release holds, so a
+partial copy (a clip missing its last frames, a missing clip or mask folder) is refused with an
+error naming the folder, the expected and found count and the fix:
+
+* Ped2: the clips ``Train001..Train016`` and ``Test001..Test012`` with the frames per clip of
+  :data:`adlib.data.UCSD_PED2_FRAMES` (the official release's and the published copy's), and a
+  ``TestNNN_gt`` folder with one mask per frame for every test clip;
+* Ped1: the clips ``Train001..Train034`` and ``Test001..Test036`` (:data:`UCSD_PED1_CLIPS`, from
+  the release's README). Its frames per clip are not documented in this project, so they are not
+  counted; nor are its masks (only 10 test clips have them).
+
+``verify=False`` skips the digest and the counts: a partial copy then loads what it holds (a
+truncated test clip still needs labels and masks that fit its frames). Either way the decoded
+clips are cached under the tree digest of the folder.
+
 The patch protocol (thesis sections 3.4.2 and 4.4.2, after "Old is Gold" [64]; G2D section 4.3):
 
 * each frame is cut into ``size x size`` patches (30) at ``stride`` (30: no overlap; G2D uses
@@ -45,8 +66,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .data import (DataError, _cached, _check_split, cache_dir, find_dataset, tree_digest,
-                   verify_tree)
+from . import data as _data
+from .data import (DataError, _cached, _check_split, _count_error, _download, cache_dir,
+                   check_copy, find_dataset)
 from .metrics import auroc, equal_error_rate
 from .protocols import Preprocess
 
@@ -61,6 +83,8 @@ VIDEO_DATASETS = {
     "ucsd_ped2": {"folder": "UCSDped2", "labels": "UCSDped2.m", "fps": 10},
     "ucsd_ped1": {"folder": "UCSDped1", "labels": "UCSDped1.m", "fps": 10},
 }
+#: Clips per split of UCSD Ped1's official release (its README: 34 training, 36 test clips).
+UCSD_PED1_CLIPS = {"Train": 34, "Test": 36}
 #: The official archive (both subsets); the site publishes no checksum, see download_ucsd.
 UCSD_URL = "http://www.svcl.ucsd.edu/projects/anomaly/UCSD_Anomaly_Dataset.tar.gz"
 _FRAME_SUFFIXES = (".tif", ".tiff", ".jpg", ".jpeg", ".png", ".bmp")
@@ -148,6 +172,12 @@ def _frame_number(path: Path) -> int:
     return int(digits[-1])
 
 
+def _numbered(example: Path, number: int) -> Path:
+    """``example`` with its frame number replaced by ``number`` (same zero padding)."""
+    stem = re.sub(r"\d+(?=\D*$)", lambda m: f"{number:0{len(m.group())}d}", example.stem)
+    return example.with_name(stem + example.suffix)
+
+
 def _frame_files(folder: Path) -> list[Path]:
     files = [p for p in folder.iterdir()
              if p.suffix.lower() in _FRAME_SUFFIXES and not p.name.startswith(".")]
@@ -156,7 +186,13 @@ def _frame_files(folder: Path) -> list[Path]:
     files.sort(key=_frame_number)
     numbers = [_frame_number(p) for p in files]
     if numbers != list(range(1, len(files) + 1)):
-        raise DataError(f"{folder}: frames are not numbered 1..{len(files)} without gaps")
+        twice = [a for a, b in zip(files, files[1:]) if _frame_number(a) == _frame_number(b)]
+        if twice:
+            raise DataError(f"{folder} holds two frames numbered {_frame_number(twice[0])} "
+                            f"({twice[0].name} and another): keep one file per frame")
+        missing = next(n for n, got in enumerate(numbers + [0], 1) if got != n)
+        raise DataError(f"{_numbered(files[0], missing)} is missing: the frames of {folder} must "
+                        f"be numbered 1..{numbers[-1]} without gaps")
     return files
 
 
@@ -183,13 +219,87 @@ def _clip_folders(split_dir: Path, prefix: str) -> list[Path]:
     return folders
 
 
-def _decode_split(folder: Path, spec: dict, split: str):
-    """Decode one split: frames (and for test: labels and masks), packed for the cache."""
+def _split_dir(folder: Path, split: str) -> tuple[Path, str]:
+    """``folder/Train`` or ``folder/Test`` and its clip prefix; raises when it is missing."""
     prefix = "Train" if split == "train" else "Test"
     split_dir = folder / prefix
     if not split_dir.is_dir():
         raise DataError(f"{split_dir} not found: expected the official layout "
                         f"{folder.name}/{prefix}/{prefix}001/001.tif")
+    return split_dir, prefix
+
+
+def _release_counts(dataset: str, prefix: str) -> tuple[list, bool]:
+    """What the official release of ``dataset`` holds in split ``prefix``: the frames of each
+    clip (``None`` where not known) and whether every test clip has one mask per frame."""
+    if dataset == "ucsd_ped2":
+        return list(_data.UCSD_PED2_FRAMES[prefix]), prefix == "Test"
+    if dataset == "ucsd_ped1":
+        return [None] * UCSD_PED1_CLIPS[prefix], False
+    return [], False
+
+
+def _some(names: list[str], shown: int = 4) -> str:
+    """``names`` joined by commas, the first ``shown`` only when there are more."""
+    more = len(names) - shown
+    return ", ".join(names[:shown]) + (f" and {more} more" if more > 0 else "")
+
+
+def _missing_note(files: list[Path], expected: int) -> str:
+    """`` (<first missing file> is missing, and the k after it)`` for a clip cut at its end."""
+    if len(files) >= expected:
+        return ""
+    after = expected - len(files) - 1
+    return (f" ({_numbered(files[-1], len(files) + 1)} is missing"
+            f"{f', and the {after} after it' if after else ''})")
+
+
+def _check_release_counts(folder: Path, dataset: str, split: str) -> None:
+    """The counts of the structure check (``verify=True`` on a copy other than the published
+    one), from the file names alone: the official release's clips, frames per clip and masks.
+
+    Raises:
+        DataError: a clip, frame, mask folder or mask is missing or extra; the message names the
+            folder, the expected and found count and the fix (restore the files, or
+            ``verify=False`` / ``--no-verify``).
+    """
+    split_dir, prefix = _split_dir(folder, split)
+    per_clip, every_mask = _release_counts(dataset, prefix)
+    if not per_clip:
+        return
+    clips = _clip_folders(split_dir, prefix)
+    names = [c.name for c in clips]
+    want = [f"{prefix}{k:03d}" for k in range(1, len(per_clip) + 1)]
+    if names != want:
+        missing = [n for n in want if n not in names]
+        extra = [n for n in names if n not in want]
+        note = "".join([f" ({_some(missing)} missing)" if missing else "",
+                        f" ({_some(extra)} not in the release)" if extra else ""])
+        raise _count_error(split_dir, len(names), len(want), "clip folders", note,
+                           missing=bool(missing), extra=bool(extra))
+    frames = {}
+    for clip, expected in zip(clips, per_clip):
+        files = _frame_files(clip)
+        frames[clip.name] = len(files)
+        if expected is not None and len(files) != expected:
+            raise _count_error(clip, len(files), expected, "frames",
+                               _missing_note(files, expected))
+    if not every_mask:
+        return
+    for clip in clips:
+        gt = split_dir / f"{clip.name}_gt"
+        if not gt.is_dir():
+            raise _count_error(gt, 0, frames[clip.name], "masks",
+                               " (the folder is missing: every test clip has one mask per frame)")
+        masks = _frame_files(gt)
+        if len(masks) != frames[clip.name]:
+            raise _count_error(gt, len(masks), frames[clip.name], "masks (one per frame)",
+                               _missing_note(masks, frames[clip.name]))
+
+
+def _decode_split(folder: Path, spec: dict, split: str):
+    """Decode one split: frames (and for test: labels and masks), packed for the cache."""
+    split_dir, prefix = _split_dir(folder, split)
     clips = _clip_folders(split_dir, prefix)
     frames = [_read_grey(_frame_files(c)) for c in tqdm(clips, desc=f"{folder.name} {split}",
                                                          unit="clip", leave=False)]
@@ -210,7 +320,11 @@ def _decode_split(folder: Path, spec: dict, split: str):
             if not gt.is_dir():
                 masks.append(None)
                 continue
-            m = _read_grey(_frame_files(gt)) > 0
+            mask_files = _frame_files(gt)
+            if len(mask_files) < len(f):
+                raise DataError(f"{_numbered(mask_files[0], len(mask_files) + 1)} is missing: "
+                                f"{gt} holds {len(mask_files)} masks for {len(f)} frames")
+            m = _read_grey(mask_files) > 0
             if m.shape != f.shape:
                 raise DataError(f"{gt} holds {m.shape[0]} masks of {m.shape[1:]} for "
                                 f"{f.shape[0]} frames of {f.shape[1:]}")
@@ -259,7 +373,19 @@ def load_ucsd(dataset: str = "ucsd_ped2", split: str = "train", root=None,
         split: ``"train"`` (normal clips) or ``"test"`` (clips with frame labels and masks).
         root: the data folder (default ``$ADLIB_DATA``).
         download: fetch the official archive when no data folder is configured (internet).
-        verify: check the folder against its published tree digest (offline copies only).
+        verify: check the published offline copy against its tree digest, any other copy for
+            structure, readability and the official counts (module docstring); ``False`` loads
+            a partial copy on purpose.
+
+    Returns:
+        A :class:`VideoSet`: uint8 ``T x H x W`` frames per clip; for ``"test"`` also bool ``T``
+        labels and bool ``T x H x W`` masks (``None`` for a clip without masks).
+        ``info["check"]`` is ``"tree digest"``, ``"structure"`` or ``"none"`` (``verify=False``).
+
+    Raises:
+        DataError: unknown dataset or split; the folder is missing (or the download failed); the
+            published copy does not match its digest; a file is missing or unreadable; with
+            ``verify``, another copy does not hold the official clips, frames or masks.
 
     Decoded frames are cached in the project's cache folder, keyed by the tree's digest.
     """
@@ -269,18 +395,20 @@ def load_ucsd(dataset: str = "ucsd_ped2", split: str = "train", root=None,
     _check_split(split)
     spec = VIDEO_DATASETS[dataset]
     folder = find_dataset(spec["folder"], root, download)
-    if download and not folder.exists():  # pragma: no cover - network
-        download_ucsd(folder.parent)
+    if download and not folder.exists():
+        _download(spec["folder"], folder.parent, fetch=lambda: download_ucsd(folder.parent))
     if not folder.is_dir():
         raise DataError(f"{folder} is not a folder of UCSD clips")
-    digest = verify_tree(folder, spec["folder"]) if verify else tree_digest(folder)
+    digest, check = check_copy(folder, spec["folder"], verify)
+    if check == "structure":  # on every load, cached or not, and before any decoding
+        _check_release_counts(folder, dataset, split)
     images, names = _cached(f"{dataset}-{split}-{digest[:16]}",
                             lambda: _pack(_decode_split(folder, spec, split)))
     width = int(images["frames"].shape[-1])
     frames, labels, masks = _unpack(images, names, width)
     return VideoSet(frames, list(names), labels, masks,
                     f"{dataset} {split} frames in {folder / split.capitalize()}",
-                    {"digest": digest, "dataset": dataset, "split": split})
+                    {"digest": digest, "check": check, "dataset": dataset, "split": split})
 
 
 def download_ucsd(target: str | Path, sha256: str | None = None) -> Path:  # pragma: no cover

@@ -1,7 +1,14 @@
 """Shared fixtures: an isolated cache folder, and small datasets generated in their real on-disk
-formats (IDX .gz, CIFAR-10 pickles, CIFAR10-JPEG ImageFolder, USPS libsvm .bz2 and HDF5).
+formats (IDX .gz, optionally with torchvision's extracted copies, CIFAR-10 pickles, CIFAR10-JPEG
+ImageFolder, USPS libsvm .bz2 and HDF5).
 
-Generated files never match the published digests, so loaders are called with ``verify=False``.
+Generated files never match the published digests: a generated folder whose file list is exactly
+a published copy's (the IDX ``.gz`` files alone, ``usps.h5`` alone) fails the digest check. Any
+other layout is structure-checked, which with ``verify=True`` includes the official counts
+(60000 MNIST training images, ...): a tiny generated copy is a partial copy and is refused. So
+tests of decoding call the loaders with ``verify=False``; a test of the structure check itself
+sets the official counts to the generated sizes (``monkeypatch.setitem(data.OFFICIAL_COUNTS,
+...)``, ``data.CIFAR_JPEG_PER_CLASS``, ``data.UCSD_PED2_FRAMES``) and loads with ``verify=True``.
 Each generator returns the root folder and the exact arrays it wrote, so tests can compare the
 decoded values pixel by pixel.
 """
@@ -58,8 +65,11 @@ def idx_bytes(array: np.ndarray) -> bytes:
 
 
 def write_idx_dataset(root: Path, folder: str, n_train: int = 30, n_test: int = 20,
-                      side: int = 28, seed: int = 0) -> Generated:
-    """Write ``<root>/<folder>/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz``."""
+                      side: int = 28, seed: int = 0, extracted: bool = False,
+                      gz: bool = True) -> Generated:
+    """Write ``<root>/<folder>/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz``; with
+    ``extracted``, also torchvision's uncompressed copies beside them (``...-ubyte``); without
+    ``gz``, only those."""
     rng = np.random.default_rng(seed)
     raw = root / folder / "raw"
     raw.mkdir(parents=True, exist_ok=True)
@@ -68,10 +78,13 @@ def write_idx_dataset(root: Path, folder: str, n_train: int = 30, n_test: int = 
         img = rng.integers(0, 256, size=(n, side, side), dtype=np.uint8)
         lbl = (np.arange(n) % 10).astype(np.uint8)
         rng.shuffle(lbl)
-        with gzip.open(raw / f"{prefix}-images-idx3-ubyte.gz", "wb") as f:
-            f.write(idx_bytes(img))
-        with gzip.open(raw / f"{prefix}-labels-idx1-ubyte.gz", "wb") as f:
-            f.write(idx_bytes(lbl))
+        for part, array in (("images-idx3", img), ("labels-idx1", lbl)):
+            name = raw / f"{prefix}-{part}-ubyte"
+            if gz:
+                with gzip.open(f"{name}.gz", "wb") as f:
+                    f.write(idx_bytes(array))
+            if extracted:
+                name.write_bytes(idx_bytes(array))
         images[split] = img[:, None]
         labels[split] = lbl.astype(np.int64)
     return Generated(root, images, labels)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ import torch
 import adlib.data as data
 from adlib.data import (CIFAR10_CLASSES, DataError, load_cifar10, load_dataset,
                         load_fashion_mnist, load_mnist, load_usps, tree_digest, verify_tree)
-from conftest import idx_bytes, real_data_root
+from conftest import idx_bytes, real_data_root, write_idx_dataset
 
 
 def assert_image_set(ds, images: np.ndarray, labels: np.ndarray):
@@ -236,6 +237,293 @@ def test_verify_tree_without_published_digest_returns_digest(tmp_path):
 def test_load_with_verify_rejects_generated_copy(mnist_root):
     with pytest.raises(DataError, match="does not match the published tree digest of MNIST"):
         load_mnist("test", root=mnist_root.root, verify=True)
+
+
+# --------------------------------------------------------------------------- which check applies
+
+def test_torchvision_mnist_layout_loads_verified(tmp_path, monkeypatch):
+    """torchvision's layout (the .gz files and their extracted copies) is not the published copy:
+    it is structure-checked, loads with verify=True and decodes as the .gz files alone."""
+    monkeypatch.setitem(data.OFFICIAL_COUNTS, "MNIST", {"train": 30, "test": 20})  # generated
+    tv = write_idx_dataset(tmp_path / "tv", "MNIST", seed=1, extracted=True)
+    gz_only = write_idx_dataset(tmp_path / "gz", "MNIST", seed=1)
+    for split in ("train", "test"):
+        ds = load_mnist(split, root=tv.root, verify=True)
+        assert_image_set(ds, tv.images[split], tv.labels[split])
+        assert ds.info["check"] == "structure"
+        alone = load_mnist(split, root=gz_only.root, verify=False)
+        assert torch.equal(ds.images, alone.images) and torch.equal(ds.labels, alone.labels)
+
+
+def test_torchvision_fashion_mnist_layout_with_processed_files_loads_verified(tmp_path,
+                                                                             monkeypatch):
+    monkeypatch.setitem(data.OFFICIAL_COUNTS, "FashionMNIST", {"train": 30, "test": 20})
+    gen = write_idx_dataset(tmp_path, "FashionMNIST", seed=2, extracted=True)
+    processed = tmp_path / "FashionMNIST" / "processed"
+    processed.mkdir()
+    for name in ("training.pt", "test.pt"):  # older torchvision writes these; never read
+        (processed / name).write_bytes(b"torch tensors")
+    ds = load_fashion_mnist("test", root=gen.root, verify=True)
+    assert_image_set(ds, gen.images["test"], gen.labels["test"])
+    assert ds.info["check"] == "structure"
+
+
+def test_extracted_idx_files_alone_load(tmp_path, monkeypatch):
+    monkeypatch.setitem(data.OFFICIAL_COUNTS, "MNIST", {"train": 30, "test": 20})
+    gen = write_idx_dataset(tmp_path, "MNIST", seed=3, extracted=True, gz=False)
+    ds = load_dataset("mnist", "train", root=gen.root, verify=True)
+    assert_image_set(ds, gen.images["train"], gen.labels["train"])
+
+
+def test_other_idx_layout_names_a_missing_or_unreadable_file(tmp_path):
+    gen = write_idx_dataset(tmp_path, "MNIST", seed=1, extracted=True)
+    raw = gen.root / "MNIST" / "raw"
+    (raw / "train-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b cut")
+    with pytest.raises(DataError, match="train-images-idx3-ubyte.gz is not a readable IDX"):
+        load_mnist("train", root=gen.root, verify=True)
+    (raw / "t10k-labels-idx1-ubyte.gz").unlink()
+    (raw / "t10k-labels-idx1-ubyte").unlink()
+    with pytest.raises(DataError, match="t10k-labels-idx1-ubyte.gz not found.*under raw/"):
+        load_mnist("test", root=gen.root, verify=True)
+
+
+def test_other_image_folder_and_hdf5_copies_load_verified_and_name_bad_files(
+        cifar_jpeg_root, usps_h5_root, monkeypatch):
+    # the official counts set to the generated ones; a README makes each folder another copy
+    monkeypatch.setattr(data, "CIFAR_JPEG_PER_CLASS", {"train": 2, "test": 1})
+    monkeypatch.setitem(data.OFFICIAL_COUNTS, "USPS", {"train": 15, "test": 7})
+    (cifar_jpeg_root.root / "CIFAR10-JPEG" / "README.txt").write_text("where it comes from")
+    ds = load_cifar10("test", root=cifar_jpeg_root.root, verify=True)  # 1 image a class
+    assert len(ds) == 10 and ds.info["check"] == "structure"
+    bad = cifar_jpeg_root.root / "CIFAR10-JPEG" / "test" / "cat" / "0000.jpg"
+    bad.write_bytes(bad.read_bytes()[:60])
+    with pytest.raises(DataError, match="cat/0000.jpg is not a readable image"):
+        load_cifar10("test", root=cifar_jpeg_root.root, verify=True)
+    bad.unlink()
+    with pytest.raises(DataError, match="test/cat holds no image"):
+        load_cifar10("test", root=cifar_jpeg_root.root, verify=True)
+
+    folder = usps_h5_root.root / "USPS"
+    (folder / "README.txt").write_text("where this copy comes from")  # not the published list
+    ds = load_usps("test", root=usps_h5_root.root, verify=True)
+    assert_image_set(ds, usps_h5_root.images["test"], usps_h5_root.labels["test"])
+    assert ds.info["check"] == "structure"
+    (folder / "usps.h5").write_bytes((folder / "usps.h5").read_bytes()[:500])
+    with pytest.raises(DataError, match="usps.h5 is not a USPS HDF5 file"):
+        load_usps("train", root=usps_h5_root.root, verify=True)
+
+
+@pytest.mark.parametrize("name, fixture", [("mnist", "mnist_root"),
+                                           ("fashion_mnist", "fashion_root"),
+                                           ("usps", "usps_h5_root"),
+                                           ("cifar10", "cifar_jpeg_root")])
+def test_published_layout_is_digest_checked_unless_verify_is_off(name, fixture, request,
+                                                                 monkeypatch):
+    """A generated folder with exactly a published copy's file list is taken for the published
+    copy: its digest differs, so verify=True calls it corrupt; verify=False loads it."""
+    gen = request.getfixturevalue(fixture)
+    monkeypatch.setattr(data, "CIFAR_JPEG_PER_CLASS", {"train": 2, "test": 1})  # the generated
+    with pytest.raises(DataError, match="does not match the published tree digest.*corrupt"):
+        load_dataset(name, "test", root=gen.root, verify=True)
+    ds = load_dataset(name, "test", root=gen.root, verify=False)
+    assert len(ds) == len(gen.labels["test"]) and ds.info["check"] == "none"
+
+
+def test_published_file_lists_match_the_checksum_lists():
+    sums = real_data_root() / "SHA256SUMS"
+    if not sums.is_dir():
+        pytest.skip(f"offline data not found at {real_data_root()}")
+    for name in data.TREE_DIGESTS:
+        listed = {line.split("  ", 1)[1].split("/", 1)[1]
+                  for line in (sums / f"{name}.sha256").read_text().splitlines() if line}
+        assert data.published_files(name) == listed, name
+
+
+def test_real_mnist_copy_verified_and_one_altered_file_named(tmp_path):
+    import shutil
+    real = real_data_root()
+    if not (real / "MNIST").is_dir():
+        pytest.skip(f"offline data not found at {real}")
+    shutil.copytree(real / "MNIST", tmp_path / "MNIST")
+    (tmp_path / "SHA256SUMS").mkdir()
+    shutil.copy(real / "SHA256SUMS" / "MNIST.sha256", tmp_path / "SHA256SUMS")
+    ds = load_mnist("test", root=tmp_path, verify=True)
+    assert len(ds) == 10000 and ds.info["check"] == "tree digest"
+    altered = tmp_path / "MNIST" / "raw" / "t10k-labels-idx1-ubyte.gz"
+    raw = bytearray(altered.read_bytes())
+    raw[-9] ^= 1  # one bit of the gzip trailer
+    altered.write_bytes(bytes(raw))
+    with pytest.raises(DataError, match="t10k-labels-idx1-ubyte.gz has another checksum.*corrupt"):
+        load_mnist("test", root=tmp_path, verify=True)
+
+
+# --------------------------------------------------------------------------- partial copies
+
+#: the end of every partial-copy error: the fix
+PARTIAL_FIX = (r"restore the missing files from the official release, or run with verify=False "
+               r"/ --no-verify to use a partial copy on purpose")
+
+
+def test_image_folder_missing_one_image_is_refused(cifar_jpeg_root, monkeypatch):
+    """CIFAR10-JPEG with one image deleted is no longer the published copy (here the generated
+    copy, its counts set as the official ones): the structure check counts every class folder
+    and refuses it, naming the folder, the found and the expected count and the fix."""
+    monkeypatch.setattr(data, "CIFAR_JPEG_PER_CLASS", {"train": 2, "test": 1})
+    folder = cifar_jpeg_root.root / "CIFAR10-JPEG"
+    (folder / "train" / "cat" / "0001.jpg").unlink()
+    with pytest.raises(DataError, match=r"CIFAR10-JPEG/train/cat holds 1 images; the official "
+                                        r"release has 2\..*" + PARTIAL_FIX):
+        load_cifar10("train", root=cifar_jpeg_root.root, verify=True)
+    test = load_cifar10("test", root=cifar_jpeg_root.root, verify=True)  # that split is whole
+    assert len(test) == 10 and test.info["check"] == "structure"
+
+
+def test_image_folder_missing_one_image_loads_with_verify_off(cifar_jpeg_root, monkeypatch):
+    monkeypatch.setattr(data, "CIFAR_JPEG_PER_CLASS", {"train": 2, "test": 1})
+    (cifar_jpeg_root.root / "CIFAR10-JPEG" / "train" / "cat" / "0001.jpg").unlink()
+    ds = load_cifar10("train", root=cifar_jpeg_root.root, verify=False)
+    assert len(ds) == 19 and ds.info["check"] == "none"
+    assert np.bincount(ds.labels.numpy()).tolist() == [2, 2, 2, 1, 2, 2, 2, 2, 2, 2]
+    with pytest.raises(DataError, match="train/cat holds 1 images"):  # cached, still counted
+        load_cifar10("train", root=cifar_jpeg_root.root, verify=True)
+
+
+def test_tiny_image_folder_is_checked_against_the_real_counts(cifar_jpeg_root):
+    (cifar_jpeg_root.root / "CIFAR10-JPEG" / "README.txt").write_text("another copy")
+    with pytest.raises(DataError, match=r"train/airplane holds 2 images; the official release "
+                                        r"has 5000"):
+        load_cifar10("train", root=cifar_jpeg_root.root)
+    with pytest.raises(DataError, match=r"test/airplane holds 1 images; .* has 1000"):
+        load_cifar10("test", root=cifar_jpeg_root.root)
+
+
+@pytest.mark.parametrize("name, folder", [("mnist", "MNIST"), ("fashion_mnist", "FashionMNIST")])
+def test_partial_idx_copy_is_refused(tmp_path, name, folder):
+    """torchvision's layout with IDX files of 30 and 20 images: their headers give the counts,
+    which must be the official 60000 and 10000."""
+    gen = write_idx_dataset(tmp_path, folder, n_train=30, n_test=20, extracted=True)
+    with pytest.raises(DataError, match=rf"{folder}/raw/train-images-idx3-ubyte.gz holds 30 "
+                                        rf"images; the official release has 60000\..*"
+                                        + PARTIAL_FIX):
+        load_dataset(name, "train", root=gen.root, verify=True)
+    with pytest.raises(DataError, match=r"t10k-images-idx3-ubyte.gz holds 20 images; the "
+                                        r"official release has 10000"):
+        load_dataset(name, "test", root=gen.root)
+
+
+@pytest.mark.parametrize("name, folder", [("mnist", "MNIST"), ("fashion_mnist", "FashionMNIST")])
+def test_partial_idx_copy_loads_with_verify_off(tmp_path, name, folder):
+    gen = write_idx_dataset(tmp_path, folder, n_train=30, n_test=20, extracted=True)
+    ds = load_dataset(name, "train", root=gen.root, verify=False)
+    assert_image_set(ds, gen.images["train"], gen.labels["train"])
+    assert ds.info["check"] == "none"
+    with pytest.raises(DataError, match="holds 30 images"):  # cached, still counted
+        load_dataset(name, "train", root=gen.root, verify=True)
+
+
+def test_idx_counts_are_checked_against_the_official_ones(tmp_path, monkeypatch):
+    """One image short of the official count (here set to the generated 30) is refused."""
+    monkeypatch.setitem(data.OFFICIAL_COUNTS, "MNIST", {"train": 30, "test": 20})
+    gen = write_idx_dataset(tmp_path, "MNIST", n_train=29, n_test=21, extracted=True)
+    with pytest.raises(DataError, match="holds 29 images; the official release has 30"):
+        load_mnist("train", root=gen.root)
+    with pytest.raises(DataError, match="holds 21 images; the official release has 20.*remove "
+                                        "the files the official release does not have"):
+        load_mnist("test", root=gen.root)
+
+
+@pytest.mark.parametrize("fixture, where", [("usps_h5_root", r"usps.h5 \(train/data\)"),
+                                            ("usps_bz2_root", r"USPS/usps.bz2")])
+def test_partial_usps_copy_is_refused(fixture, where, request):
+    gen = request.getfixturevalue(fixture)
+    (gen.root / "USPS" / "README.txt").write_text("another copy")  # not the published usps.h5
+    n = len(gen.labels["train"])
+    with pytest.raises(DataError, match=rf"{where} holds {n} images; the official release has "
+                                        rf"7291\..*" + PARTIAL_FIX):
+        load_usps("train", root=gen.root, verify=True)
+    with pytest.raises(DataError, match=r"holds \d+ images; the official release has 2007"):
+        load_usps("test", root=gen.root)
+
+
+@pytest.mark.parametrize("fixture", ["usps_h5_root", "usps_bz2_root"])
+def test_partial_usps_copy_loads_with_verify_off(fixture, request):
+    gen = request.getfixturevalue(fixture)
+    (gen.root / "USPS" / "README.txt").write_text("another copy")
+    ds = load_usps("train", root=gen.root, verify=False)
+    assert_image_set(ds, gen.images["train"], gen.labels["train"])
+    assert ds.info["check"] == "none"
+
+
+def test_pickled_batches_are_counted(cifar_pickle_root, monkeypatch):
+    with pytest.raises(DataError, match=r"cifar-10-batches-py holds 15 train images in "
+                                        r"data_batch_1..5 \(10000 a batch\); the official "
+                                        r"release has 50000\..*" + PARTIAL_FIX):
+        load_cifar10("train", root=cifar_pickle_root.root, verify=True)
+    assert load_cifar10("test", root=cifar_pickle_root.root, verify=False).info["check"] == "none"
+    monkeypatch.setitem(data.OFFICIAL_COUNTS, "CIFAR-10", {"train": 15, "test": 4})
+    assert load_cifar10("train", root=cifar_pickle_root.root).info["check"] == "structure"
+
+
+def test_pickled_batch_with_fewer_labels_than_images(cifar_pickle_root):
+    import pickle
+    path = cifar_pickle_root.root / "cifar-10-batches-py" / "test_batch"
+    with open(path, "rb") as f:
+        entry = pickle.load(f)
+    entry["labels"] = entry["labels"][:-1]
+    with open(path, "wb") as f:
+        pickle.dump(entry, f)
+    with pytest.raises(DataError, match="test_batch holds 4 images but 3 labels"):
+        load_cifar10("test", root=cifar_pickle_root.root, verify=False)
+
+
+# --------------------------------------------------------------------------- download
+
+@pytest.mark.parametrize("name, folder", [("mnist", "MNIST"), ("fashion_mnist", "FashionMNIST"),
+                                          ("cifar10", "CIFAR-10"), ("usps", "USPS"),
+                                          ("gtsrb", "gtsrb")])
+def test_download_is_passed_to_every_image_dataset(name, folder, monkeypatch):
+    monkeypatch.delenv("ADLIB_DATA", raising=False)
+    calls = []
+
+    def offline(what, target, split="train", fetch=None):
+        calls.append((what, target))
+        raise DataError("offline")
+
+    monkeypatch.setattr(data, "_download", offline)
+    with pytest.raises(DataError, match="offline"):
+        load_dataset(name, "test", download=True)
+    assert calls and calls[0][0] == folder
+    assert data.download_dir() in (calls[0][1], calls[0][1].parent)
+
+
+def test_failed_download_is_a_clear_data_error(monkeypatch):
+    import urllib.error
+
+    import torchvision.datasets as tvd
+
+    class NoNetwork:
+        def __init__(self, *args, **kwargs):
+            raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.delenv("ADLIB_DATA", raising=False)
+    monkeypatch.setattr(tvd, "MNIST", NoNetwork)
+    with pytest.raises(DataError, match="downloading MNIST .* failed.*needs internet access"):
+        load_dataset("mnist", "test", download=True)
+
+
+def test_downloaded_mnist_in_torchvisions_layout_loads_verified(monkeypatch):
+    import torchvision.datasets as tvd
+    written = {}
+    monkeypatch.setitem(data.OFFICIAL_COUNTS, "MNIST", {"train": 30, "test": 20})  # generated
+
+    class FakeMNIST:  # writes what torchvision's download leaves: .gz files and extractions
+        def __init__(self, root, train=True, download=False):
+            written["gen"] = write_idx_dataset(Path(root), "MNIST", seed=4, extracted=True)
+
+    monkeypatch.delenv("ADLIB_DATA", raising=False)
+    monkeypatch.setattr(tvd, "MNIST", FakeMNIST)
+    ds = load_dataset("mnist", "test", download=True, verify=True)
+    assert_image_set(ds, written["gen"].images["test"], written["gen"].labels["test"])
 
 
 # --------------------------------------------------------------------------- errors

@@ -85,13 +85,18 @@ def test_detector_contract(name, easy_problem):
     pred = det.predict(X_test)
     assert pred.shape == (len(X_test),) and set(np.unique(pred)) <= {0, 1}
     np.testing.assert_array_equal(pred, (scores >= det.threshold_).astype(int))
-    if det.threshold_rule == "quantile":
+    assert det.input_shape_ == tuple(X_train.shape[1:])
+    if det.threshold_rule == "fixed":  # a threshold the method fixes (G2D: alpha on a probability)
+        assert det.threshold_source_ == "fixed" and det.threshold_ == det.alpha
+    elif det.learning_type == "transfer":  # fitted with X_val as its target: no held-out normals
+        assert det.threshold_source_ == "training"
         assert det.threshold_ == pytest.approx(
             np.quantile(det.train_scores_, 1 - det.contamination))
-        # about the contamination share of the training images is flagged
-        assert det.predict(X_train).mean() == pytest.approx(det.contamination, abs=0.05)
-    else:  # a threshold the method fixes (G2D: alpha on a probability)
-        assert det.threshold_rule == "fixed" and det.threshold_ == det.alpha
+    else:  # the held-out normals' quantile: about the contamination share of them is flagged
+        assert det.threshold_source_ == "validation"
+        assert det.threshold_ == pytest.approx(
+            np.quantile(det.score(X_val), 1 - det.contamination))
+        assert det.predict(X_val).mean() == pytest.approx(det.contamination, abs=0.05)
 
     assert auroc(y_test, scores) >= AUROC_FLOOR.get(name, DEFAULT_FLOOR)
 
@@ -114,6 +119,7 @@ def test_deep_detector_checkpoint_round_trip(easy_problem, tmp_path):
     # the file holds the epoch the detector kept (not the last one trained) and its threshold
     np.testing.assert_allclose(loaded.score(X_test), det.score(X_test), rtol=1e-5, atol=1e-7)
     assert loaded.threshold_ == pytest.approx(det.threshold_)
+    assert loaded.threshold_source_ == det.threshold_source_ == "validation"
     np.testing.assert_array_equal(loaded.predict(X_test), det.predict(X_test))
 
 

@@ -118,6 +118,7 @@ def test_plan_runs_on_a_legacy_row(tmp_path):
     with pytest.raises(ConfigMismatchError, match="params.a: 1 -> 2"):
         plan_runs(path, ["k"], run_config({"a": 2}))
     assert plan_runs(path, ["k"], run_config({"a": 2}), replace=True) == ["k"]
+    assert plan_runs(path, ["k", "j"], config, replace=True) == ["k", "j"]  # redo all
 
 
 def test_append_row_replace_is_atomic_and_keeps_the_others(tmp_path):

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from adlib.training import (EarlyStopping, NonFiniteLossError, check_finite, default_device,
-                            load_checkpoint, save_checkpoint, seed_everything)
+                            load_checkpoint, save_checkpoint, seed_everything, to_builtin)
 
 
 def test_seed_everything_reproduces_random_streams():
@@ -114,6 +114,35 @@ def test_checkpoint_round_trip_leaves_no_temp_file(tmp_path):
     save_checkpoint(path, {"epoch": 5})
     assert load_checkpoint(path) == {"epoch": 5}
     assert sorted(p.name for p in path.parent.iterdir()) == ["model.pt"]
+
+
+def test_checkpoint_round_trips_numpy_values(tmp_path):
+    """numpy scalars (and arrays) anywhere in the state come back as plain Python values."""
+    net = torch.nn.BatchNorm1d(2)
+    state = {"state_dict": net.state_dict(), "lr": np.float64(1e-3), "w": np.float32(0.25),
+             "n": np.int64(7), "flag": np.bool_(False), "name": np.str_("adam"),
+             "betas": (np.float64(0.5), np.float64(0.999)), "widths": [np.int32(8), 16],
+             "nested": {"k": np.int16(3), "inner": {"t": (np.bool_(True), np.str_("x"))}},
+             "shape": np.array([1, 28, 28])}
+    path = tmp_path / "np.pt"
+    save_checkpoint(path, state)
+    back = load_checkpoint(path)
+    expected = {"lr": 1e-3, "w": 0.25, "n": 7, "flag": False, "name": "adam",
+                "betas": (0.5, 0.999), "widths": [8, 16],
+                "nested": {"k": 3, "inner": {"t": (True, "x")}}, "shape": [1, 28, 28]}
+    for key, value in expected.items():
+        assert back[key] == value
+    assert type(back["n"]) is int and type(back["flag"]) is bool and type(back["name"]) is str
+    assert type(back["betas"]) is tuple and type(back["nested"]["inner"]["t"][1]) is str
+    assert back["state_dict"]._metadata == net.state_dict()._metadata  # a state_dict stays one
+    net.load_state_dict(back["state_dict"])
+
+
+def test_to_builtin_leaves_other_values_alone():
+    t = torch.ones(2)
+    assert to_builtin(t) is t
+    assert to_builtin({"a": [1, "b", None]}) == {"a": [1, "b", None]}
+    assert to_builtin(np.float64(2.5)) == 2.5 and type(to_builtin(np.float64(2.5))) is float
 
 
 def test_load_corrupt_checkpoint_raises_runtime_error(tmp_path):

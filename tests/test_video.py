@@ -48,9 +48,13 @@ def _clip(rng, t: int, square: int = 12, anomaly_from: int | None = None) -> tup
 
 
 def write_ucsd(root: Path, folder: str = "UCSDped2", frame_ext: str = ".tif",
-               mask_ext: str = ".bmp", mask_prefix: str = "", n_train: int = 2,
+               mask_ext: str = ".bmp", mask_prefix: str | dict = "", n_train: int = 2,
                n_test: int = 2, t: int = 12, gt_lines=None, masked=None) -> Video:
-    """Write a UCSD tree in the official release's layout (``.tif`` frames, ``.bmp`` masks)."""
+    """Write a UCSD tree in the official release's layout (``.tif`` frames, ``.bmp`` masks).
+
+    ``mask_prefix`` prefixes the mask files' names (the release names some ``frameNNN.bmp``);
+    a dict gives it by test clip number (default ``""``).
+    """
     rng = np.random.default_rng(0)
     base = root / folder
     train, test, labels, masks = [], [], [], []
@@ -73,8 +77,9 @@ def write_ucsd(root: Path, folder: str = "UCSDped2", frame_ext: str = ".tif",
         if has_mask:
             g = base / "Test" / f"Test{k:03d}_gt"
             g.mkdir()
+            prefix = mask_prefix.get(k, "") if isinstance(mask_prefix, dict) else mask_prefix
             for i, mm in enumerate(m, 1):
-                Image.fromarray(mm.astype(np.uint8) * 255).save(g / f"{mask_prefix}{i:03d}{mask_ext}")
+                Image.fromarray(mm.astype(np.uint8) * 255).save(g / f"{prefix}{i:03d}{mask_ext}")
         lines.append(f"TestVideoFile{{end+1}}.gt_frame = [{start}:{t}];")
         test.append(frames)
         labels.append(np.arange(1, t + 1) >= start)
@@ -164,6 +169,173 @@ def test_offline_copy_layout_with_jpeg_and_png(tmp_path):
     assert test.frames[0].shape == (12, H, W)
     assert np.abs(test.frames[0].astype(int) - video.test[0]).mean() < 3  # JPEG is lossy
     assert np.array_equal(test.masks[0], video.masks[0])  # PNG is not
+
+
+def test_official_release_layout_loads_verified(tmp_path, monkeypatch):
+    """The official release (.tif frames, .bmp masks, some named frameNNN.bmp) is not the
+    published offline copy: it is checked for structure (with the official frame counts, here
+    set to the generated ones) and loads with verify=True."""
+    import adlib.data as data
+    monkeypatch.setattr(data, "UCSD_PED2_FRAMES", {"Train": [12, 12], "Test": [12, 12, 12]})
+    video = write_ucsd(tmp_path, "UCSDped2", ".tif", ".bmp", n_test=3, mask_prefix={2: "frame"})
+    train = load_ucsd("ucsd_ped2", "train", root=video.root, verify=True)
+    test = load_ucsd("ucsd_ped2", "test", root=video.root, verify=True)
+    assert test.info["check"] == "structure" and test.names == ["Test001", "Test002", "Test003"]
+    for got, want in zip(train.frames + test.frames, video.train + video.test):
+        assert np.array_equal(got, want)
+    for got, want in zip(test.masks, video.masks):
+        assert np.array_equal(got, want)
+    assert [lbl.tolist() for lbl in test.labels] == [lbl.tolist() for lbl in video.labels]
+
+
+def test_official_layout_names_a_missing_or_unreadable_file(tmp_path, monkeypatch):
+    import adlib.data as data
+    monkeypatch.setattr(data, "UCSD_PED2_FRAMES", {"Train": [12, 12], "Test": [12, 12]})
+    video = write_ucsd(tmp_path, "UCSDped2", ".tif", ".bmp", mask_prefix={2: "frame"})
+    test_dir = video.root / "UCSDped2" / "Test"
+    (test_dir / "Test002_gt" / "frame012.bmp").unlink()
+    with pytest.raises(DataError, match="Test002_gt/frame012.bmp is missing"):
+        load_ucsd("ucsd_ped2", "test", root=video.root, verify=True)
+    (test_dir / "Test001" / "005.tif").unlink()
+    with pytest.raises(DataError, match="Test001/005.tif is missing.*without gaps"):
+        load_ucsd("ucsd_ped2", "test", root=video.root, verify=True)
+    bad = video.root / "UCSDped2" / "Train" / "Train002" / "003.tif"
+    bad.write_bytes(bad.read_bytes()[:200])
+    with pytest.raises(DataError, match="Train002/003.tif is not a readable image"):
+        load_ucsd("ucsd_ped2", "train", root=video.root, verify=True)
+
+
+def test_published_ped2_layout_is_digest_checked(tmp_path, monkeypatch):
+    """A folder with exactly the published copy's file list (.jpg frames, .png masks, the .m and
+    README files, the published frame counts: here those of the generated tree) is taken for the
+    published copy and must match its digest; without the README it is another copy."""
+    import adlib.data as data
+    video = write_ucsd(tmp_path, "UCSDped2", ".jpg", ".png")
+    readme = video.root / "UCSDped2" / "UCSD_README.txt"
+    readme.write_text("UCSD Anomaly Detection Dataset\n")
+    monkeypatch.setattr(data, "UCSD_PED2_FRAMES", {"Train": [12, 12], "Test": [12, 12]})
+    with pytest.raises(DataError, match="published tree digest of UCSDped2.*corrupt or altered"):
+        load_ucsd("ucsd_ped2", "test", root=video.root, verify=True)
+    assert load_ucsd("ucsd_ped2", "test", root=video.root, verify=False).info["check"] == "none"
+    readme.unlink()
+    assert load_ucsd("ucsd_ped2", "test", root=video.root).info["check"] == "structure"
+
+
+# ----------------------------------------------------------------- partial copies
+
+PARTIAL_FIX = (r"restore the missing files from the official release, or run with verify=False "
+               r"/ --no-verify to use a partial copy on purpose")
+
+
+@pytest.fixture
+def small_release(monkeypatch):
+    """The official Ped2 frame counts set to those of :func:`write_ucsd`'s default tree."""
+    import adlib.data as data
+    monkeypatch.setattr(data, "UCSD_PED2_FRAMES", {"Train": [12, 12], "Test": [12, 12]})
+
+
+def test_clip_cut_at_its_end_is_refused(tmp_path, small_release):
+    """A clip missing its last frames has no gap in its numbering: only the count shows it."""
+    video = write_ucsd(tmp_path, "UCSDped2", ".tif", ".bmp", mask_prefix="frame")
+    clip = video.root / "UCSDped2" / "Train" / "Train002"
+    for name in ("011.tif", "012.tif"):
+        (clip / name).unlink()
+    with pytest.raises(DataError, match=r"Train/Train002 holds 10 frames; the official release "
+                                        r"has 12 \(\S*Train002/011.tif is missing, and the 1 "
+                                        r"after it\)\..*" + PARTIAL_FIX):
+        load_ucsd("ucsd_ped2", "train", root=video.root, verify=True)
+    assert load_ucsd("ucsd_ped2", "test", root=video.root).info["check"] == "structure"
+
+
+def test_clip_cut_at_its_end_loads_with_verify_off(tmp_path, small_release):
+    video = write_ucsd(tmp_path, "UCSDped2", ".tif", ".bmp", mask_prefix="frame")
+    clip = video.root / "UCSDped2" / "Train" / "Train002"
+    for name in ("011.tif", "012.tif"):
+        (clip / name).unlink()
+    train = load_ucsd("ucsd_ped2", "train", root=video.root, verify=False)
+    assert train.info["check"] == "none" and [len(f) for f in train.frames] == [12, 10]
+    assert np.array_equal(train.frames[1], video.train[1][:10])
+    with pytest.raises(DataError, match="Train002 holds 10 frames"):  # cached, still counted
+        load_ucsd("ucsd_ped2", "train", root=video.root, verify=True)
+
+
+def test_test_clip_cut_with_its_masks_is_refused_or_loaded_with_verify_off(tmp_path,
+                                                                          small_release):
+    """Frames and masks both cut at the end (labels that fit): refused by the count, not by a
+    label that runs past the clip; verify=False loads it short."""
+    video = write_ucsd(tmp_path, "UCSDped2", ".tif", ".bmp",
+                       gt_lines=["TestVideoFile{end+1}.gt_frame = [7:12];",
+                                 "TestVideoFile{end+1}.gt_frame = [7:9];"])
+    test_dir = video.root / "UCSDped2" / "Test"
+    for name in ("011", "012"):
+        (test_dir / "Test002" / f"{name}.tif").unlink()
+        (test_dir / "Test002_gt" / f"{name}.bmp").unlink()
+    with pytest.raises(DataError, match=r"Test/Test002 holds 10 frames; the official release has "
+                                        r"12.*" + PARTIAL_FIX):
+        load_ucsd("ucsd_ped2", "test", root=video.root, verify=True)
+    test = load_ucsd("ucsd_ped2", "test", root=video.root, verify=False)
+    assert [len(f) for f in test.frames] == [12, 10] and len(test.masks[1]) == 10
+    assert test.labels[1].tolist() == [False] * 6 + [True] * 3 + [False]
+
+
+def test_missing_clip_or_mask_folder_is_refused_unless_verify_is_off(tmp_path, small_release):
+    import shutil
+    video = write_ucsd(tmp_path, "UCSDped2", ".tif", ".bmp")
+    test_dir = video.root / "UCSDped2" / "Test"
+    shutil.rmtree(test_dir / "Test001_gt")
+    with pytest.raises(DataError, match=r"Test001_gt holds 0 masks; the official release has 12 "
+                                        r"\(the folder is missing.*\)\..*" + PARTIAL_FIX):
+        load_ucsd("ucsd_ped2", "test", root=video.root)
+    test = load_ucsd("ucsd_ped2", "test", root=video.root, verify=False)
+    assert test.masks[0] is None and np.array_equal(test.masks[1], video.masks[1])
+
+    shutil.rmtree(video.root / "UCSDped2" / "Train" / "Train002")
+    with pytest.raises(DataError, match=r"UCSDped2/Train holds 1 clip folders; the official "
+                                        r"release has 2 \(Train002 missing\)\..*" + PARTIAL_FIX):
+        load_ucsd("ucsd_ped2", "train", root=video.root)
+    assert len(load_ucsd("ucsd_ped2", "train", root=video.root, verify=False)) == 1
+
+
+def test_official_clip_counts_are_the_releases(tmp_path):
+    """Unpatched, a small tree is a partial copy of Ped2 (16 training clips) and of Ped1 (34: the
+    only counts of Ped1 the loader knows)."""
+    ped2 = write_ucsd(tmp_path, "UCSDped2", ".tif", ".bmp")
+    with pytest.raises(DataError, match=r"Train holds 2 clip folders; the official release has 16 "
+                                        r"\(Train003, Train004, Train005, Train006 and 10 more "
+                                        r"missing\)"):
+        load_ucsd("ucsd_ped2", "train", root=ped2.root)
+    ped1 = write_ucsd(tmp_path, "UCSDped1", ".tif", ".bmp", n_test=3, masked={2})
+    with pytest.raises(DataError, match=r"UCSDped1/Test holds 3 clip folders; the official release "
+                                        r"has 36"):
+        load_ucsd("ucsd_ped1", "test", root=ped1.root)
+    assert len(load_ucsd("ucsd_ped1", "test", root=ped1.root, verify=False)) == 3
+
+
+def test_ped1_counts_its_clips_only(tmp_path, monkeypatch):
+    """Ped1's frames per clip and masks are not counted: any clip length, masks where present."""
+    import adlib.video as video_module
+    monkeypatch.setattr(video_module, "UCSD_PED1_CLIPS", {"Train": 2, "Test": 2})
+    video = write_ucsd(tmp_path, "UCSDped1", ".tif", ".bmp", t=10, masked={2})
+    test = load_ucsd("ucsd_ped1", "test", root=video.root)
+    assert test.info["check"] == "structure" and test.masks[0] is None
+    assert len(load_ucsd("ucsd_ped1", "train", root=video.root)) == 2
+
+
+def test_download_is_passed_on_and_its_failure_is_a_data_error(monkeypatch):
+    import urllib.error
+
+    import adlib.video as video
+    calls = []
+
+    def no_network(target):
+        calls.append(target)
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.delenv("ADLIB_DATA", raising=False)
+    monkeypatch.setattr(video, "download_ucsd", no_network)
+    with pytest.raises(DataError, match="downloading UCSDped2 .* failed.*needs internet access"):
+        load_ucsd("ucsd_ped2", "test", download=True)
+    assert len(calls) == 1
 
 
 def test_missing_folder_names_the_fix(tmp_path):

@@ -182,7 +182,8 @@ class ADNL(BaseDeepDetector):
             raise ValueError(f"anomaly_weight={self.anomaly_weight} must be >= 0")
 
     def fit(self, X_train, X_val=None, X_anomalies=None, X_val_anomalies=None) -> "ADNL":
-        """Train on normals ``X_train`` and, if given, labelled anomalies ``X_anomalies``."""
+        """Train on normals ``X_train`` and, if given, labelled anomalies ``X_anomalies``; the
+        held-out normals ``X_val`` select the epoch and calibrate the threshold."""
         self.anomalies_ = (as_tensor(X_anomalies) if X_anomalies is not None
                            and len(X_anomalies) else None)
         self.val_anomalies_ = (as_tensor(X_val_anomalies) if X_val_anomalies is not None

@@ -396,7 +396,6 @@ class ALPS(BaseDeepDetector):
     def score_all(self, X) -> dict:
         """The three anomaly scores of ``X`` (``"plain"`` only for a vanilla autoencoder), each
         min-max scaled with the statistics of the held-out normals; higher = more anomalous."""
-        self._check_is_fitted()
         return self._scale(self.raw_scores(X))
 
     def score(self, X) -> np.ndarray:

@@ -44,16 +44,15 @@ class _PixelDetector(BaseDetector):
         raise NotImplementedError
 
     def fit(self, X_train, X_val=None):
-        """Fit the estimator on flattened training normals (``X_val`` is not used)."""
+        """Fit the estimator on flattened training normals; the held-out normals ``X_val``
+        only calibrate the threshold."""
         started = time.perf_counter()
         self._check_params()
         self.estimator_ = self._make_estimator().fit(_flatten(X_train))
-        return self._finish_fit(X_train, started)
+        return self._finish_fit(X_train, started, X_val)
 
     def score(self, X) -> np.ndarray:
         """Negated normality of each flattened image."""
-        if not hasattr(self, "estimator_"):
-            self._check_is_fitted()
         return -np.asarray(self._normality(_flatten(X)), dtype=np.float64)
 
 

@@ -361,7 +361,6 @@ class G2D(BaseDeepDetector):
         logits = torch.cat([self.network_(b) for b in x.split(256)])
         return float(F.nll_loss(F.log_softmax(logits, 1), y.to(logits.device)))
 
-    def _finish_fit(self, X_train, started):
-        super()._finish_fit(X_train, started)
-        self.threshold_ = float(self.alpha)  # section 3.4: alpha = 0.5, not a training quantile
-        return self
+    def fixed_threshold(self) -> float:
+        """``alpha`` (section 3.4: 0.5 on the probability of "irregular"), not a quantile."""
+        return float(self.alpha)

@@ -273,7 +273,8 @@ class IWAD(BaseDeepDetector):
         ``monitor`` maps names to small image sets whose per-image losses and importance
         weights are recorded after every epoch in ``monitor_history_`` (for figures; never
         used in training). ``X_val`` (held-out source normals) is monitored as ``source_val``
-        when given, never used for selection: the last epoch is kept.
+        when given and calibrates the threshold (its ``1 - contamination`` quantile), never
+        used for selection: the last epoch is kept.
         """
         if X_target is None or len(X_target) == 0:
             raise ValueError("IWAD needs unlabelled target images: fit(X_source, X_target)")
@@ -286,7 +287,7 @@ class IWAD(BaseDeepDetector):
             self.monitor_.setdefault("source_val", as_tensor(X_val))
         self.monitor_history_ = []
         try:
-            return super().fit(X_source, None)
+            return super().fit(X_source, X_val)  # no validation_metric: selects nothing
         finally:  # the training data are not kept on the fitted detector
             for name in ("X_target_", "_source", "_target_batches", "_fixed_w"):
                 self.__dict__.pop(name, None)

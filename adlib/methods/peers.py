@@ -82,7 +82,7 @@ class _Peer(BaseDetector):
 
 
 class _PyODPeer(_Peer):
-    """A PyOD detector on flattened pixels; ``X_val`` is not used."""
+    """A PyOD detector on flattened pixels; ``X_val`` only calibrates the threshold."""
 
     default_epochs = {None: 20}
 
@@ -95,7 +95,8 @@ class _PyODPeer(_Peer):
         raise NotImplementedError
 
     def fit(self, X_train, X_val=None):
-        """Fit the PyOD estimator on the flattened training normals."""
+        """Fit the PyOD estimator on the flattened training normals; the held-out normals
+        ``X_val`` only calibrate the threshold."""
         started = time.perf_counter()
         self._check_params()
         X = _flatten(X_train)
@@ -108,12 +109,10 @@ class _PyODPeer(_Peer):
         network = self._network()
         if network is not None:
             self.n_params_ = count_parameters(network)
-        return self._finish_fit(X_train, started)
+        return self._finish_fit(X_train, started, X_val)
 
     def score(self, X) -> np.ndarray:
         """PyOD's ``decision_function`` of each flattened image."""
-        if not hasattr(self, "estimator_"):
-            self._check_is_fitted()
         return np.asarray(self.estimator_.decision_function(_flatten(X)), dtype=np.float64)
 
 
@@ -190,7 +189,8 @@ class AnomalibGanomaly(_Peer):
         self.verbose = verbose
 
     def fit(self, X_train, X_val=None):
-        """Train GANomaly on the training normals (``X_val`` is not used)."""
+        """Train GANomaly on the training normals; the held-out normals ``X_val`` only
+        calibrate the threshold."""
         started = time.perf_counter()
         self._check_params()
         X = _rgb(X_train)
@@ -219,13 +219,11 @@ class AnomalibGanomaly(_Peer):
             trainer.fit(self.model_, train_dataloaders=loader)
         self.model_.to(self.device_).eval()
         self.n_params_ = count_parameters(self.model_.model)  # generator and discriminator
-        return self._finish_fit(X_train, started)
+        return self._finish_fit(X_train, started, X_val)
 
     @torch.no_grad()
     def score(self, X) -> np.ndarray:
         """GANomaly's raw ``pred_score`` (latent distance) of each image, batch by batch."""
-        if not hasattr(self, "model_"):
-            self._check_is_fitted()
         X = _rgb(X)
         self.model_.eval()
         out = [self.model_(X[i:i + self.batch_size].to(self.device_)).pred_score.reshape(-1)
