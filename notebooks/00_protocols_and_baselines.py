@@ -217,8 +217,10 @@ else:
 # 1. Change `NORMAL_CLASS` to 1 and then 8. Which baselines suffer most, and why?
 # 2. Replace the KDE's bandwidth by a fixed value with `adlib.get_detector("kde", bandwidth=...)`.
 #    How would you choose it without looking at test anomalies?
-# 3. Compute the F1 of the autoencoder at its `threshold_` (the 90% quantile of the training
-#    scores). Compare with the best F1 over all thresholds. Why is the latter not allowed?
+# 3. Compute the F1 of the autoencoder at its `threshold_` (the 90% quantile of the held-out
+#    normals' scores, `split.X_val`: never the test set, and not the training images, which an
+#    autoencoder reconstructs better than new normals). Compare with the best F1 over all
+#    thresholds. Why is the latter not allowed?
 
 # %% [markdown] tags=["solution"]
 # ### Solution to exercise 3
@@ -234,17 +236,17 @@ best = int(np.argmax(f1_curve))
 f1_everything = metrics.f1_at_threshold(y_ae, s_ae, -np.inf)  # every test image flagged
 fig, ax = plt.subplots(figsize=(7, 3.5))
 ax.plot(cuts, f1_curve, color="k", lw=1, label="F1 at each threshold (needs the test labels)")
-ax.axvline(ae.threshold_, color="tab:green", ls="--", label="threshold_ (training scores)")
+ax.axvline(ae.threshold_, color="tab:green", ls="--", label="threshold_ (held-out normals)")
 ax.axvline(cuts[best], color="tab:red", ls=":", label="best F1 on the test set")
 ax.set(title="Convolutional autoencoder: F1 of the anomaly class against the threshold",
        xlabel="threshold on the reconstruction MSE (log scale)", ylabel="F1", xscale="log")
 ax.legend(fontsize="small")
 plt.show()
-print(f"F1 at threshold_ = {ae.threshold_:.4f} (90% quantile of the training scores): "
+print(f"F1 at threshold_ = {ae.threshold_:.4f} (90% quantile of the held-out normals' scores): "
       f"{f1_fitted:.3f}\nbest F1 over all thresholds: {f1_curve[best]:.3f} at {cuts[best]:.4f}"
       f"\nF1 when every test image is called anomalous: {f1_everything:.3f}")
 print(f"Conclusion: the best F1 is {f1_curve[best] - f1_fitted:+.3f} above the fitted one, but "
       "its threshold is chosen with the test labels, so it measures the detector on the data "
-      "it was tuned on: no deployed detector could reach it. threshold_ uses normal training "
-      "images only. With 90% anomalies in this test set even flagging everything scores a high "
+      "it was tuned on: no deployed detector could reach it. threshold_ uses held-out normal "
+      "training images only. With 90% anomalies in this test set even flagging everything scores a high "
       "F1, one more reason to read AUROC and AP under the one-class protocol.")

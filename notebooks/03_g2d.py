@@ -180,7 +180,8 @@ if HAVE_DATA:
 #
 # The test set keeps all normals of the digit and draws anomalies from the other digits so
 # that they make 10% to 50% of it. F1 uses each detector's own threshold: 0.5 on G2D's
-# probability; for the baselines, the 90% quantile of their training scores. AUROC does not
+# probability; for the baselines, the 90% quantile of the scores of held-out normals (training
+# images the fit did not see, `split.X_val`). AUROC does not
 # depend on the share (up to sampling); F1 does.
 
 # %%
@@ -255,7 +256,9 @@ else:
 # irregular: its F1 is near 0 at every share. D learns to tell *generated* images from *real*
 # ones, and every real image, of any digit, looks real. The paper's claim that G2D's F1 barely
 # drops as outliers grow holds only in this trivial sense. The baselines threshold at the 90%
-# quantile of their training scores, and their F1 rises with the share, as precision does.
+# quantile of held-out normals' scores, and their F1 rises with the share, as precision does.
+# (Rows without a `threshold_source` field were written before that rule, with the quantile of
+# the training scores; KDE then flagged every held-out normal.)
 #
 # Which epochs did the rule pick, per digit? With 30 GAN epochs the loss is still falling at
 # the end: no epoch reaches the "normal-looking" regime, so every epoch with an `i + h` is used.

@@ -533,11 +533,13 @@ check = pd.DataFrame({name: {"AUROC, raw": 100 * metrics.auroc(split.y_test, raw
                              "AUROC, scaled": 100 * metrics.auroc(split.y_test, scaled_test[name])}
                       for name in alps.SCORES}).T
 display(check.round(4))
-# predict's threshold is the training scores' 90% quantile on the scaled selected score; the
-# same quantile of the raw training scores thresholds the raw test scores
+# predict's threshold is the held-out normals' 90% quantile of the scaled selected score
+# (threshold_source_ says which images set it); the same quantile of the same images' raw
+# scores thresholds the raw test scores
 chosen_score = alps_model.selected_score_
-raw_train = alps_model.raw_scores(split.X_train)[chosen_score]
-raw_cut = np.quantile(raw_train, 1 - alps_model.contamination)
+calibration = split.X_val if alps_model.threshold_source_ == "validation" else split.X_train
+raw_cut = np.quantile(alps_model.raw_scores(calibration)[chosen_score],
+                      1 - alps_model.contamination)
 changed = int(((raw_test[chosen_score] >= raw_cut) != alps_model.predict(split.X_test)).sum())
 after = (scaled_test["plain"] + scaled_test["perturbed"]) / 2  # average taken after scaling
 auroc_after = 100 * metrics.auroc(split.y_test, after)
@@ -553,7 +555,7 @@ plt.show()
 largest = float((check["AUROC, raw"] - check["AUROC, scaled"]).abs().max())
 print(f"Conclusion: scaling moves the AUROC by at most {largest:.2g} points and changes "
       f"{changed} of {len(split.X_test)} predict labels (score '{chosen_score}'): min-max "
-      "scaling is increasing and affine, so it keeps every order and maps the training "
+      "scaling is increasing and affine, so it keeps every order and maps the raw "
       "quantile onto the scaled one. The average is another matter: after scaling, each MSE is "
       "divided by its own range on the validation normals, which reweights plain against "
       "perturbed and can change the ranking. AUROC of the average taken before scaling "
