@@ -44,8 +44,9 @@ from .registry import available_detectors, detector_class, get_detector
 from .results import (ConfigMismatchError, append_row, load_results, per_class_table, plan_runs,
                       run_config, run_key)
 from .training import count_parameters
-from .video import (VIDEO_DATASETS, frame_metrics, frame_scores, load_ucsd, score_clips,
-                    motion_in_test_clips, score_cuboid_clips, ucsd_patches, ucsd_transfer)
+from .video import (PATCH_MIN_OVERLAP, VIDEO_DATASETS, frame_metrics, frame_scores, load_ucsd,
+                    motion_in_test_clips, patch_labels, patch_metrics, score_clips,
+                    score_cuboid_clips, ucsd_patches, ucsd_transfer)
 
 __all__ = ["provenance", "n_params", "run_one", "run_grid", "grid_row", "run_video", "run_transfer",
            "main"]
@@ -345,7 +346,8 @@ def _config(cls, params: dict, quick: bool, max_train=None, max_test=None,
     detector's effective parameters after its defaults, as JSON will store them."""
     built = _built(cls.name, 0, params, quick, verbose=False)
     effective = {k: _jsonable(v) for k, v in built.get_params().items()}
-    return json.loads(json.dumps(run_config(effective, max_train, max_test, outlier_ratios)))
+    return json.loads(json.dumps(run_config(effective, max_train, max_test, outlier_ratios,
+                                            cls.revision)))
 
 
 def _show_stored(out: Path, keys) -> None:
@@ -368,7 +370,9 @@ def run_video(method: str, dataset: str = "ucsd_ped2", seeds=(0,), *, quick: boo
     """Run ``method`` on the UCSD patch protocol (:mod:`adlib.video`), one row per seed.
 
     A row holds the frame-level AUROC and EER (raw, and with each clip's scores min-max scaled)
-    of the frame scores over moving patches, the same over all patches (``all_patches``),
+    of the frame scores over moving patches, the same over all patches (``all_patches``), the
+    patch-level AUROC and EER (``patch_level``, :func:`adlib.video.patch_labels`; when every
+    test clip has masks),
     every test frame's score (to plot scores over time), the time and peak memory of patch
     extraction, training and scoring. Non-default ``protocol`` options are folded into the
     variant's name, so runs on different grids never collide. Resuming, ``replace`` and
@@ -403,6 +407,9 @@ def run_video(method: str, dataset: str = "ucsd_ped2", seeds=(0,), *, quick: boo
         metrics = frame_metrics(scores, split.test.labels)
         every = frame_metrics(frame_scores(patch_scores), split.test.labels)
         metrics["all_patches"] = {k: v for k, v in every.items() if not k.startswith("n_")}
+        if split.test.masks and all(m is not None for m in split.test.masks):
+            metrics["patch_level"] = {**patch_metrics(patch_scores, patch_labels(split)),
+                                      "min_overlap": PATCH_MIN_OVERLAP}
         row = {"key": run_key(cls.name, dataset, 0, s, variant, quick), "method": cls.name,
                "dataset": dataset, "normal_class": 0, "class_name": "pedestrians", "seed": s,
                "variant": variant, "quick": quick, **metrics,

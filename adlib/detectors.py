@@ -111,6 +111,10 @@ class BaseDetector:
 
     #: short registry name, set by :func:`adlib.registry.register`
     name: str = ""
+    #: raised when a change of the method's code changes its results: part of a results row's
+    #: configuration (:func:`adlib.results.run_config`), so rows of an older revision are never
+    #: resumed as if current (``bench`` names the difference; ``--replace`` redoes them)
+    revision: int = 1
     #: "one_class" (normal data only), "few_shot" (a few labelled anomalies), "transfer"
     learning_type: str = "one_class"
     #: what it scores: images (video is scored as frame patches)

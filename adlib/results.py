@@ -45,18 +45,20 @@ def run_key(method: str, dataset: str, normal_class: int, seed: int, variant: st
 
 
 def run_config(params: dict, max_train: int | None = None, max_test: int | None = None,
-               outlier_ratios=()) -> dict:
+               outlier_ratios=(), revision: int = 1) -> dict:
     """The configuration of a run: what changes its result beyond :func:`run_key`'s identity.
 
     ``params`` are the detector's effective constructor parameters (after defaults, as
     ``get_params()`` returns them, JSON-ready); :data:`NOT_CONFIG` names those left out.
     ``max_train`` / ``max_test`` cap the training normals (in a transfer, source and target
     alike) and the test images; ``outlier_ratios`` are the extra evaluations of G2D's section 4.2.
-    Protocol options and ``--dev`` are folded into the variant, hence into the identity.
+    ``revision`` is the detector class's ``revision``, raised when a change of its code changes
+    its results (rows that do not record one are revision 1). Protocol options and ``--dev`` are
+    folded into the variant, hence into the identity.
     """
     return {"params": {k: v for k, v in sorted(params.items()) if k not in NOT_CONFIG},
             "max_train": max_train, "max_test": max_test,
-            "outlier_ratios": sorted(float(r) for r in outlier_ratios)}
+            "outlier_ratios": sorted(float(r) for r in outlier_ratios), "revision": revision}
 
 
 def _command_option(command: str, flag: str):
@@ -79,7 +81,7 @@ def row_config(row: dict) -> dict:
     (``max_train`` or a transfer's ``max_source``, ``max_test``), else of its recorded
     ``command`` (``--max-train``, ``--max-test``), and the keys of ``by_outlier_ratio``."""
     if "config" in row:
-        return row["config"]
+        return {"revision": 1, **row["config"]}
     info = row.get("protocol") or {}
     caps = {}
     for name, keys in (("max_train", ("max_train", "max_source")), ("max_test", ("max_test",))):

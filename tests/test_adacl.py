@@ -138,6 +138,22 @@ def test_mixup_is_convex_combination_with_rotation(seed):
     assert len(fits) == 1
     k, lam = fits[0]
     assert 0.5 - 1e-6 <= lam <= 0.8 + 1e-6
+    assert k in (1, 3)  # section 4.3.4: 90 degrees once or three times, never 180
+
+
+def test_mixup_never_rotates_by_180_and_draws_both_others():
+    """A 180-degree copy leaves 0, 1 and 8 nearly unchanged, yet would be labelled anomalous."""
+    x = torch.rand(1, 12, 12)
+    seen = set()
+    for s in range(60):
+        out = mixup(x, gen(s))
+        for k in (1, 2, 3):
+            r = torch.rot90(x, k, dims=(1, 2))
+            d = (x - r).flatten().double()
+            lam = float(((out - r).flatten().double() @ d) / (d @ d))
+            if torch.allclose(out, lam * x + (1 - lam) * r, atol=1e-5):
+                seen.add(k)
+    assert seen == {1, 3}
 
 
 def test_mixup_draws_various_rotations_and_weights():

@@ -101,7 +101,7 @@ def test_legacy_rows_have_their_configuration_computed():
     transfer = {"params": {}, "protocol": {"max_source": 50, "max_target": 50, "max_test": None}}
     assert row_config(transfer) == run_config({}, 50, None)
     new = {"config": {"x": 1}, "params": {"y": 2}}
-    assert row_config(new) == {"x": 1}
+    assert row_config(new) == {"x": 1, "revision": 1}  # rows before revisions: revision 1
 
 
 def test_a_parameter_the_old_row_does_not_record_is_a_difference():
@@ -250,3 +250,14 @@ def test_book_and_lab_refuse_an_unknown_chapter_in_one_line(command, capsys):
     err = capsys.readouterr().err
     assert "starts with zz" in err and "00_protocols_and_baselines" in err
     assert err.count("\n") == 1
+
+
+def test_a_new_revision_of_a_method_is_another_configuration(mnist_root, tmp_path, monkeypatch):
+    """A change of a method's code that changes its results raises its ``revision``: rows of
+    the older revision then clash instead of being resumed as current."""
+    out = tmp_path / "r.jsonl"
+    _if(mnist_root, out)
+    from adlib.methods.baselines import IsolationForestDetector
+    monkeypatch.setattr(IsolationForestDetector, "revision", 2)
+    with pytest.raises(ConfigMismatchError, match="revision: 1 -> 2"):
+        _if(mnist_root, out)

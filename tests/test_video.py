@@ -14,6 +14,7 @@ from adlib.bench import run_grid
 from adlib.data import DataError
 from adlib.protocols import Preprocess
 from adlib.results import read_rows
+from adlib.video import (PatchSplit, VideoSet, patch_labels, patch_metrics)
 from adlib.video import (extract_patches, frame_metrics, frame_scores, labels_from_ranges,
                          load_ucsd, localization_map, motion_mask, moving_patches,
                          parse_gt_ranges, patch_positions, score_clips, motion_in_test_clips,
@@ -483,6 +484,9 @@ def test_bench_runs_a_detector_on_the_video_protocol_and_resumes(ped2, tmp_path)
     assert 0 <= row["auroc"] <= 1 and 0 <= row["eer"] <= 1
     assert sorted(row["frame_scores"]) == ["Test001", "Test002"]
     assert len(row["frame_scores"]["Test001"]) == 12
+    level = row["patch_level"]  # both levels in every row
+    assert 0 <= level["auroc"] <= 1 and level["min_overlap"] == 0.3
+    assert level["n_normal"] > 0 and level["n_anomalous"] > 0
     for key in ("extract_s", "extract_peak_rss_mb", "peak_rss_mb", "commit", "protocol"):
         assert key in row
     run_grid("isolation_forest", "ucsd_ped2", seeds=[0], **kwargs)  # resumes: nothing new
@@ -593,3 +597,49 @@ def test_video_transfer_grid_writes_frame_metrics(tmp_path):
     assert 0 <= row["auroc"] <= 1 and row["protocol"]["protocol"] == "video_transfer"
     with pytest.raises(ValueError, match="two video datasets"):
         run_transfer("iwad", "ucsd_ped1", "mnist", out=out, root=ped1.root, verify=False)
+
+
+# --------------------------------------------------------------------------- patch level
+
+def _patch_level_split():
+    """3 frames of 60 x 90 cut into 2 x 3 patches of 30. Frame 1: a pedestrian (moving, no mask)
+    in patch 0, an object whose mask covers 40% of patch 5 and grazes patch 4 (10%)."""
+    frames = np.zeros((3, 60, 90), dtype=np.uint8)
+    masks = np.zeros((3, 60, 90), dtype=bool)
+    frames[1, 5:25, 5:25] = 200                 # patch 0: moves (differs from the median frame)
+    frames[1, 30:60, 69:90] = 200               # the object: 30 x 21 of patch 5 (70%) ...
+    masks[1, 30:60, 78:90] = True               # ... its mask: 30 x 12 = 40% of patch 5
+    masks[1, 51:60, 50:60] = True               # 9 x 10 = 10% of patch 4 (a graze)
+    test = VideoSet([frames], ["Test001"], [np.array([False, True, False])], [masks])
+    positions = patch_positions(60, 90, 30, 30)
+    return PatchSplit(torch.zeros(1, 1, 30, 30), torch.zeros(1, 1, 30, 30), test, positions, 30,
+                      Preprocess())
+
+
+def test_patch_labels_by_hand():
+    (labels,) = patch_labels(_patch_level_split())
+    assert labels.shape == (3, 6)
+    assert labels[1].tolist() == [0, -1, -1, -1, -1, 1]  # pedestrian, static x3, graze, object
+    assert (labels[[0, 2]] == -1).all()                   # nothing moves, no mask
+    (strict,) = patch_labels(_patch_level_split(), min_overlap=0.5)
+    assert strict[1, 5] == -1                             # 40% < 50%: left out
+
+
+def test_patch_metrics_pool_labelled_patches_only():
+    labels = [np.array([[0, -1, 1], [0, 1, -1]], dtype=np.int8)]
+    scores = [np.array([[0.1, 9.0, 0.8], [0.3, 0.2, -5.0]])]
+    out = patch_metrics(scores, labels)
+    assert out["n_normal"] == 2 and out["n_anomalous"] == 2
+    # anomalies 0.8, 0.2 vs normals 0.1, 0.3: 3 of 4 pairs ordered
+    assert out["auroc"] == pytest.approx(0.75)
+    with pytest.raises(ValueError, match="patch scores"):
+        patch_metrics([np.zeros(5)], labels)
+
+
+def test_patch_labels_need_masks_and_a_valid_overlap():
+    split = _patch_level_split()
+    with pytest.raises(ValueError, match="min_overlap"):
+        patch_labels(split, min_overlap=0)
+    split.test.masks = [None]
+    with pytest.raises(ValueError, match="Test001 has none"):
+        patch_labels(split)

@@ -26,8 +26,9 @@ Choices the thesis leaves open, and what we chose (named in the notebook too):
   parameters for RGB input);
 * cut-paste patch sides uniform in [10%, 40%] of the image side, and a paste that leaves the
   image (almost) unchanged is drawn again (see :func:`cut_paste`); mix-up
-  ``lam * x + (1 - lam) * rot(x)`` with ``lam ~ U[0.5, 0.8]`` and a rotation of 90, 180 or 270
-  degrees; puzzling draws a random permutation of the four quarters other than the identity;
+  ``lam * x + (1 - lam) * rot(x)`` with ``lam ~ U[0.5, 0.8]`` and a rotation of 90 or 270
+  degrees (the thesis' rotations; 180 was drawn before and left 0, 1 and 8 nearly unchanged
+  while labelling them anomalous); puzzling draws a random permutation of the four quarters other than the identity;
 * the cyclic learning rate is ``torch.optim.lr_scheduler.CyclicLR`` (triangular, from lr/10 to lr,
   one half-cycle per epoch); the validation normals come from the protocol's held-out split, so
   they are never training images (the thesis says only "150 randomly selected samples").
@@ -108,8 +109,10 @@ def rotate270(x: torch.Tensor, g: torch.Generator | None = None) -> torch.Tensor
 
 
 def mixup(x: torch.Tensor, g: torch.Generator, lam_range: tuple = (0.5, 0.8)) -> torch.Tensor:
-    """``lam * x + (1 - lam) * rot(x)``: the image plus a rotated copy, each scaled."""
-    k = _randint(1, 3, g)
+    """``lam * x + (1 - lam) * rot(x)``: the image plus a copy rotated by 90 degrees once or
+    three times (section 4.3.4's rotations; never 180, which leaves 0, 1 and 8 nearly as they
+    are, yet would be labelled anomalous)."""
+    k = (1, 3)[_randint(0, 1, g)]
     lam = lam_range[0] + (lam_range[1] - lam_range[0]) * float(torch.rand(1, generator=g))
     return lam * x + (1 - lam) * torch.rot90(x, k, dims=(1, 2))
 
@@ -201,6 +204,8 @@ class ADACL(BaseDeepDetector):
     default_epochs = {None: 10, "mnist": 10, "fashion_mnist": 10, "cifar10": 15}
     quick_epochs = 2
     notebook = "06_adacl"
+    #: 2: the mix-up rotates by 90 or 270 degrees only (revision 1 also drew 180)
+    revision = 2
 
     def __init__(self, augmentations: tuple = tuple(AUGMENTATIONS),
                  normal_interval: tuple = (0.0, 0.3), anomaly_interval: tuple = (0.7, 1.0),
