@@ -38,8 +38,9 @@ from .data import DATASETS, DataError, load_dataset
 from .grid import BACKENDS, run_jobs
 from .metrics import evaluate, f1_at_threshold
 from .papers import IWAD_RATES
-from .protocols import (anomaly_class, development_split, one_class, outlier_ratio_indices,
-                        Preprocess, resolve_classes, transfer)
+from .protocols import (SELECTIONS, anomaly_class, development_split, one_class,
+                        outlier_ratio_indices, paper_selection, Preprocess, resolve_classes,
+                        transfer)
 from .registry import available_detectors, detector_class, get_detector
 from .results import (ConfigMismatchError, append_row, load_results, per_class_table, plan_runs,
                       run_config, run_key)
@@ -192,6 +193,8 @@ def _fitted(method: str, split, seed: int, params: dict, quick: bool, verbose: b
     detector = _built(method, seed, params, quick, verbose)
     if detector.learning_type == "few_shot":  # labelled anomalies of the protocol, if any
         return detector.fit(split.X_train, split.X_val, getattr(split, "X_anomalies", None))
+    if getattr(split, "X_val_anomalies", None) is not None:  # the paper selection
+        return detector.fit(split.X_train, split.X_val, X_val_anomalies=split.X_val_anomalies)
     return detector.fit(split.X_train, split.X_val)
 
 
@@ -219,10 +222,14 @@ def _training_record(detector) -> dict:
     return out
 
 
-def _variant_name(variant: str, protocol: dict | None, dev: bool = False) -> str:
-    """The variant with non-default protocol options (and ``+dev``) folded into its name."""
+def _variant_name(variant: str, protocol: dict | None, dev: bool = False,
+                  selection: str = "clean") -> str:
+    """The variant with non-default protocol options, a non-default selection and ``+dev``
+    folded into its name."""
     if protocol:
         variant = variant + "+" + ",".join(f"{k}={v}" for k, v in sorted(protocol.items()))
+    if selection != "clean":
+        variant = f"{variant}+selection={selection}"
     return f"{variant}+dev" if dev else variant
 
 
@@ -232,7 +239,8 @@ def run_grid(method: str, dataset: str, classes="all", seeds=(0,), *, quick: boo
              verify: bool = True, verbose: bool = True, protocol: dict | None = None,
              dev: bool = False, outlier_ratios=(), backend: str = "local",
              ray_address: str | None = None, ray_num_cpus: float = 1,
-             ray_num_gpus: float = 0, replace: bool = False, download: bool = False) -> Path:
+             ray_num_gpus: float = 0, replace: bool = False, download: bool = False,
+             selection: str = "clean") -> Path:
     """Run the (class x seed) grid, appending one row per finished run to ``out``.
 
     ``verify=False`` skips the checks of the data copy (:func:`adlib.data.check_copy`);
@@ -240,8 +248,11 @@ def run_grid(method: str, dataset: str, classes="all", seeds=(0,), *, quick: boo
     dataset (internet). A run already in ``out`` with the same configuration
     (:func:`adlib.results.run_config`) is skipped; one with another configuration raises
     :class:`adlib.results.ConfigMismatchError`; ``replace=True`` runs every run again and
-    replaces its stored row. A video
-    dataset (:data:`adlib.video.VIDEO_DATASETS`) runs the patch protocol instead, one row per
+    replaces its stored row. ``selection`` is ``"clean"`` (no real anomaly before the test) or
+    ``"paper"`` (:func:`adlib.protocols.paper_selection`: the epoch, and for ALPS the score, are
+    chosen on real anomalies from the other classes' training images; for the methods whose
+    ``selections`` include it); rows record it (``selection_protocol``), and a non-clean one
+    is folded into the variant. A video dataset (:data:`adlib.video.VIDEO_DATASETS`) runs the patch protocol instead, one row per
     seed (see :func:`run_video`); ``protocol`` then holds options of
     :func:`adlib.video.ucsd_patches` (for example ``{"stride": 25}``). A few-shot method
     (ADNL) runs :func:`adlib.protocols.anomaly_class` with each class as *the anomaly*;
@@ -260,6 +271,8 @@ def run_grid(method: str, dataset: str, classes="all", seeds=(0,), *, quick: boo
     if dataset not in DATASETS and dataset not in VIDEO_DATASETS:
         raise DataError(f"unknown dataset {dataset!r}; image datasets: {', '.join(DATASETS)}; "
                         f"video datasets: {', '.join(VIDEO_DATASETS)}")
+    if selection != "clean" and dataset in VIDEO_DATASETS:
+        raise ValueError(f"--selection {selection} runs on the image datasets only")
     if dataset in VIDEO_DATASETS and backend != "local":
         raise ValueError(f"backend {backend!r} runs image grids only; run {dataset} locally")
     if dataset in VIDEO_DATASETS:
@@ -275,7 +288,10 @@ def run_grid(method: str, dataset: str, classes="all", seeds=(0,), *, quick: boo
     if protocol and not few_shot:
         raise ValueError(f"protocol options {sorted(protocol)} apply to video datasets and "
                          "few-shot methods only")
-    variant = _variant_name(variant, protocol, dev)
+    if selection not in cls.selections:
+        raise ValueError(f"{cls.name} has the selection protocols {', '.join(cls.selections)}, "
+                         f"not {selection!r}")
+    variant = _variant_name(variant, protocol, dev, selection)
     config = _config(cls, params, quick, max_train, max_test, outlier_ratios)
     train = load_dataset(dataset, "train", root=root, verify=verify, download=download)
     test = load_dataset(dataset, "test", root=root, verify=verify, download=download)
@@ -291,7 +307,7 @@ def run_grid(method: str, dataset: str, classes="all", seeds=(0,), *, quick: boo
                   quick=quick, verbose=verbose, variant=variant, few_shot=few_shot,
                   protocol=protocol, dev=dev, max_train=max_train, max_test=max_test,
                   outlier_ratios=tuple(outlier_ratios), preprocess=cls.preprocess,
-                  config=config, base={**provenance(), "backend": backend})
+                  selection=selection, config=config, base={**provenance(), "backend": backend})
 
     def finished(job, row):  # in this process, as each run ends: the file is the checkpoint
         append_row(out, row, replace=replace)
@@ -319,6 +335,8 @@ def grid_row(grid: dict, job) -> dict:
     else:
         split = one_class(dataset, c, seed=s, preprocess=preprocess, max_train=max_train,
                           max_test=max_test, train_set=train, test_set=test)
+    if grid.get("selection", "clean") == "paper":
+        split = paper_selection(split, train, seed=s, preprocess=preprocess)
     if grid["dev"]:
         split = development_split(split, train, seed=s, preprocess=preprocess)
     result = run_one(method, split, s, grid["params"], grid["quick"], grid["verbose"],
@@ -326,6 +344,7 @@ def grid_row(grid: dict, job) -> dict:
     return {"key": run_key(method, dataset, c, s, grid["variant"], grid["quick"]),
             "method": method, "dataset": dataset, "normal_class": c,
             "class_name": train.classes[c], "seed": s, "variant": grid["variant"],
+            "selection_protocol": grid.get("selection", "clean"),
             "quick": grid["quick"], **result, "config": grid["config"], "protocol": split.info,
             **_run_stamp(wall, {**grid["base"], **_hardware()})}
 
@@ -615,6 +634,10 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--variant", default="default", help="name of this configuration")
     b.add_argument("--outlier-ratios", nargs="+", type=float, default=[],
                    help="also evaluate on test subsets with these anomaly shares (G2D: 0.1 .. 0.5)")
+    b.add_argument("--selection", choices=SELECTIONS, default="clean",
+                   help="how the epoch is chosen: 'clean' (no real anomaly before the test, "
+                        "default) or 'paper' (real anomalies from other classes' training "
+                        "images, as the thesis chooses ALPS' epoch and score)")
     b.add_argument("--dev", action="store_true",
                    help="evaluate on a development split of training images, not on the test "
                         "split (to choose hyperparameters without test labels)")
@@ -718,6 +741,8 @@ def _main(argv: list) -> int:
         params["num_epochs"] = args.epochs
     if args.transfer and args.backend != "local":
         parser.error("--transfer runs with --backend local only")
+    if args.transfer and args.selection != "clean":
+        parser.error("--selection applies to the one-class grid, not to --transfer")
     if args.transfer:
         run_transfer(args.method, *args.transfer, rates=args.rates, seeds=args.seeds,
                      mode=args.mode, normal_classes=[0] if classes == "all" else classes,
@@ -733,5 +758,5 @@ def _main(argv: list) -> int:
              outlier_ratios=args.outlier_ratios, backend=args.backend,
              ray_address=args.ray_address, ray_num_cpus=args.ray_cpus,
              ray_num_gpus=args.ray_gpus, replace=args.replace, verify=not args.no_verify,
-             download=args.download)
+             download=args.download, selection=args.selection)
     return 0

@@ -115,6 +115,9 @@ class BaseDetector:
     #: configuration (:func:`adlib.results.run_config`), so rows of an older revision are never
     #: resumed as if current (``bench`` names the difference; ``--replace`` redoes them)
     revision: int = 1
+    #: the selection protocols ``fit`` supports (:data:`adlib.protocols.SELECTIONS`): "paper"
+    #: where it takes ``X_val_anomalies`` to choose its epoch on real anomalies
+    selections: tuple = ("clean",)
     #: "one_class" (normal data only), "few_shot" (a few labelled anomalies), "transfer"
     learning_type: str = "one_class"
     #: what it scores: images (video is scored as frame patches)

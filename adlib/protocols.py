@@ -21,7 +21,7 @@ never a copy inside a model. Everything is seeded: the same seed gives the same 
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
@@ -31,7 +31,8 @@ from .data import (CALTECH_CLUTTER, DataError, ImageSet, caltech256_categories, 
                    load_dataset)
 
 __all__ = ["Preprocess", "OneClassSplit", "one_class", "contaminated", "outlier_ratio_test",
-           "outlier_ratio_indices", "development_split", "anomaly_class", "caltech_outliers",
+           "outlier_ratio_indices", "development_split", "SELECTIONS", "paper_selection",
+           "anomaly_class", "caltech_outliers",
            "TransferSplit", "transfer", "resolve_classes"]
 
 
@@ -88,6 +89,10 @@ class OneClassSplit:
     info: dict = field(default_factory=dict)
     #: labelled anomalies a few-shot method may train on (:func:`anomaly_class`); else None
     X_anomalies: torch.Tensor | None = None
+    #: real anomalies for choosing the epoch (:func:`paper_selection`; training images of the
+    #: other classes, never a test image) and their indices in the training set; else None
+    X_val_anomalies: torch.Tensor | None = None
+    val_anomaly_index: np.ndarray | None = None
 
 
 def resolve_classes(classes, num_classes: int = 10) -> list[int]:
@@ -188,6 +193,8 @@ def development_split(split: OneClassSplit, train_set: ImageSet, n_anomalies: in
     """
     labels = train_set.labels.numpy()
     others = np.flatnonzero(labels != split.normal_class)
+    if split.val_anomaly_index is not None:  # the selection's anomalies never evaluate
+        others = np.setdiff1d(others, split.val_anomaly_index)
     if len(others) == 0 or len(split.X_val) == 0:
         raise DataError("a development split needs held-out normals and other classes' images")
     rng = np.random.default_rng(seed)
@@ -197,9 +204,41 @@ def development_split(split: OneClassSplit, train_set: ImageSet, n_anomalies: in
     info = {**split.info, "evaluated_on": "development split: validation normals and other "
             "classes' training images (no test image)", "n_test": len(y_test),
             "n_test_anomalies": int(len(pick))}
-    return OneClassSplit(split.X_train, split.X_val, X_test, y_test, split.normal_class,
-                         split.classes, np.r_[np.full(len(split.X_val), split.normal_class),
-                                              labels[pick]], split.y_train, info)
+    # X_anomalies=None as before: a few-shot method's labelled anomalies are not left out of the
+    # development anomalies yet, so its development runs train without them
+    return replace(split, X_test=X_test, y_test=y_test, info=info, X_anomalies=None,
+                   test_classes=np.r_[np.full(len(split.X_val), split.normal_class),
+                                      labels[pick]])
+
+
+#: The selection protocols: ``clean`` (no real anomaly before the test: the epoch is chosen on
+#: held-out normals, or on made anomalies of them) and ``paper`` (:func:`paper_selection`).
+SELECTIONS = ("clean", "paper")
+
+
+def paper_selection(split: OneClassSplit, train_set: ImageSet, n: int = 150, seed: int = 0,
+                    preprocess: Preprocess = Preprocess()) -> OneClassSplit:
+    """The split with a validation set that holds real anomalies, as the thesis selects ALPS'
+    epoch: "150 samples from inliers and 150 samples from the training set" (section 3.4.2).
+
+    ``X_val_anomalies`` gets ``n`` images drawn (seeded) from the *training* split of the other
+    classes, never a test image; the detector pairs them with ``n`` of its held-out normals.
+    This is the ``paper`` protocol: a real anomaly is seen before the test, so its numbers are
+    not one-class numbers; :func:`development_split` leaves these images out of its
+    evaluation.
+
+    Raises:
+        DataError: fewer than ``n`` images of other classes, or ``n < 1``.
+    """
+    others = np.flatnonzero(train_set.labels.numpy() != split.normal_class)
+    if n < 1 or len(others) < n:
+        raise DataError(f"paper selection needs {n} training images of other classes; "
+                        f"{len(others)} exist")
+    rng = np.random.default_rng([seed, 150])
+    pick = np.sort(rng.choice(others, size=n, replace=False))
+    info = {**split.info, "selection": "paper", "n_val_anomalies": n}
+    return replace(split, X_val_anomalies=preprocess(train_set.images[pick]),
+                   val_anomaly_index=pick, info=info)
 
 
 def contaminated(dataset: str, normal_class: int, outlier_ratio: float, seed: int = 0,

@@ -325,7 +325,7 @@ def test_registered_once_with_modes_and_defaults():
     assert default.mode == "alps" and default.anomaly_score == "auto"
     assert default.perturbation_bound is None  # eq. 3.2 as published
     assert default.distorter_every >= 2 and default.recon_weight >= 1
-    assert ALPS.validation_mode == "min"
+    assert default.validation_mode == "min"  # "max" (an AUROC) only under the paper selection
 
 
 # --------------------------------------------------------------------------- parameter checks
@@ -352,3 +352,24 @@ def test_bad_parameters_raise(params, match):
 def test_too_small_images_raise():
     with pytest.raises(ValueError, match="too small"):
         tiny().fit(torch.rand(8, 1, 3, 3))
+
+
+# --------------------------------------------------------------------------- paper selection
+
+def test_paper_selection_chooses_epoch_and_score_on_real_anomalies():
+    """``X_val_anomalies``: each epoch's AUROC per score is recorded, the kept epoch is the best
+    one by AUROC, and the selected score is the best at that epoch."""
+    torch.manual_seed(0)
+    normals = torch.rand(40, 1, 8, 8) * 0.2
+    anomalies = torch.rand(10, 1, 8, 8)
+    det = ALPS(num_epochs=3, batch_size=16, latent_dim=4, widths=(4, 4, 8), verbose=False)
+    det.fit(normals[:20], normals[20:], X_val_anomalies=anomalies)
+    assert len(det.val_aurocs_) == 3 and set(det.val_aurocs_[0]) == set(SCORES)
+    best = [max(a.values()) for a in det.val_aurocs_]
+    assert det.best_epoch_ == int(np.argmax(best))
+    at_best = det.val_aurocs_[det.best_epoch_]
+    assert at_best[det.selected_score_] == max(at_best.values())
+    assert det.selection_[det.selected_score_] == pytest.approx(max(at_best.values()))
+    assert not hasattr(det, "val_anomalies_")  # the anomalies are not kept on the detector
+    with pytest.raises(ValueError, match="give X_val too"):
+        ALPS(num_epochs=1, verbose=False).fit(normals, None, X_val_anomalies=anomalies)

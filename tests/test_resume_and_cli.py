@@ -261,3 +261,36 @@ def test_a_new_revision_of_a_method_is_another_configuration(mnist_root, tmp_pat
     monkeypatch.setattr(IsolationForestDetector, "revision", 2)
     with pytest.raises(ConfigMismatchError, match="revision: 1 -> 2"):
         _if(mnist_root, out)
+
+
+# --------------------------------------------------------------------------- selection protocols
+
+def test_paper_selection_draws_training_images_of_other_classes(mnist_root):
+    from adlib.protocols import development_split, one_class, paper_selection
+    train = data.load_dataset("mnist", "train", root=mnist_root)
+    split = one_class("mnist", 3, seed=0, root=mnist_root, val_size=2)
+    paper = paper_selection(split, train, n=20, seed=0)
+    labels = train.labels.numpy()
+    assert len(paper.X_val_anomalies) == 20 and (labels[paper.val_anomaly_index] != 3).all()
+    assert paper.info["selection"] == "paper" and split.X_val_anomalies is None
+    assert paper_selection(split, train, n=20, seed=0).val_anomaly_index.tolist() == \
+        paper.val_anomaly_index.tolist()
+    dev = development_split(paper, train, n_anomalies=10_000, seed=0)
+    assert dev.info["n_test_anomalies"] == (labels != 3).sum() - 20  # selection images left out
+    with pytest.raises(data.DataError, match="paper selection needs"):
+        paper_selection(split, train, n=10_000)
+
+
+def test_bench_paper_selection_is_named_and_refused_where_unsupported(mnist_root, tmp_path):
+    out = tmp_path / "alps.jsonl"
+    root = write_idx_dataset(tmp_path / "big", "MNIST", n_train=200, n_test=40, seed=3).root
+    params = {"num_epochs": 2, "batch_size": 8, "latent_dim": 4, "widths": (4, 4, 8)}
+    run_grid("alps", "mnist", [0], (0,), params=params, out=out, root=root, verbose=False,
+             selection="paper")
+    (row,) = read_rows(out)
+    assert row["selection_protocol"] == "paper" and row["variant"] == "default+selection=paper"
+    assert row["protocol"]["n_val_anomalies"] == 150
+    assert row["selected_score"] in row["all_scores"]
+    assert set(row["selection"]) == set(row["all_scores"])  # the AUROCs that chose the score
+    with pytest.raises(ValueError, match="isolation_forest has the selection protocols clean"):
+        _if(mnist_root, tmp_path / "if.jsonl", selection="paper")

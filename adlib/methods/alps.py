@@ -229,7 +229,12 @@ class ALPS(BaseDeepDetector):
 
     default_epochs = {None: 15, "mnist": 15, "fashion_mnist": 15, "cifar10": 20, "usps": 30}
     quick_epochs = 2
-    validation_mode = "min"
+    selections = ("clean", "paper")
+
+    @property
+    def validation_mode(self) -> str:
+        """"max" (an AUROC) under the ``paper`` selection, else "min" (a reconstruction MSE)."""
+        return "max" if getattr(self, "val_anomalies_", None) is not None else "min"
     notebook = "05_alps"
 
     def __init__(self, mode: str = "alps", latent_dim: int = 16, widths: tuple = (16, 32, 64),
@@ -350,10 +355,39 @@ class ALPS(BaseDeepDetector):
         self.step_history_.append({"epoch": epoch, **row})
         return row
 
+    def fit(self, X_train, X_val=None, X_val_anomalies=None) -> "ALPS":
+        """Train on normals ``X_train``; the held-out normals ``X_val`` choose the epoch (their
+        plain reconstruction MSE), scale the scores and set the threshold.
+
+        ``X_val_anomalies`` (the ``paper`` selection, :func:`adlib.protocols.paper_selection`:
+        real anomalies, training images of other classes) instead chooses the epoch *and* the
+        score as the thesis does (section 3.4.2): the highest AUROC, over epochs and scores,
+        between as many held-out normals as there are anomalies and the anomalies.
+        """
+        self.val_anomalies_ = (as_tensor(X_val_anomalies) if X_val_anomalies is not None
+                               and len(X_val_anomalies) else None)
+        if self.val_anomalies_ is not None and (X_val is None or len(X_val) == 0):
+            raise ValueError("the paper selection pairs X_val_anomalies with held-out normals: "
+                             "give X_val too")
+        self.val_aurocs_ = []
+        try:
+            return super().fit(X_train, X_val)
+        finally:
+            self.__dict__.pop("val_anomalies_", None)
+
     def validation_metric(self, X_val):
-        """Mean plain reconstruction MSE of the held-out normals (lower is better)."""
-        return float(torch.cat([_mse(self.network_(b), b).cpu()
-                                for b in self._batches(X_val, False)]).mean())
+        """Mean plain reconstruction MSE of the held-out normals (lower is better); under the
+        ``paper`` selection the best AUROC of the scores on held-out normals against real
+        anomalies (higher is better; each epoch's AUROCs go to ``val_aurocs_``)."""
+        if getattr(self, "val_anomalies_", None) is None:
+            return float(torch.cat([_mse(self.network_(b), b).cpu()
+                                    for b in self._batches(X_val, False)]).mean())
+        normals = X_val[:len(self.val_anomalies_)]
+        raw_n, raw_a = self.raw_scores(normals), self.raw_scores(self.val_anomalies_)
+        y = np.r_[np.zeros(len(normals)), np.ones(len(self.val_anomalies_))]
+        aurocs = {k: auroc(y, np.r_[raw_n[k], raw_a[k]]) for k in raw_n}
+        self.val_aurocs_.append(aurocs)
+        return max(aurocs.values())
 
     # -- scores ----------------------------------------------------------------------------
     @property
@@ -411,15 +445,18 @@ class ALPS(BaseDeepDetector):
         lo, hi = self.network_.score_min[i], self.network_.score_max[i]
         return (raw - lo.to(raw.device)) / (hi - lo).clamp_min(1e-12).to(raw.device)
 
-    def _select(self, reference: torch.Tensor) -> None:
-        """Fit the min-max statistics on ``reference`` normals and pick the score to return."""
+    def _select(self, reference: torch.Tensor, chosen: str | None = None) -> None:
+        """Fit the min-max statistics on ``reference`` normals and pick the score to return
+        (``chosen`` when given, else by ``anomaly_score``)."""
         net = self.network_
         raw = self.raw_scores(reference)
         for name, values in raw.items():
             i = SCORES.index(name)
             net.score_min[i], net.score_max[i] = float(values.min()), float(values.max())
         self.selection_ = {}
-        if self.anomaly_score != "auto":
+        if chosen is not None:
+            name = chosen
+        elif self.anomaly_score != "auto":
             name = self.anomaly_score
         elif len(raw) == 1:
             name = "plain"
@@ -435,8 +472,15 @@ class ALPS(BaseDeepDetector):
 
     def on_fit_end(self, X_train, X_val):
         """After the kept epoch is restored: the held-out normals (else the training images) fix
-        the score scaling and selection."""
-        self._select(X_val if X_val is not None else X_train)
+        the score scaling and selection (under the ``paper`` selection, the score with the best
+        AUROC on real anomalies at the kept epoch)."""
+        chosen = None
+        if getattr(self, "val_anomalies_", None) is not None:
+            at_best = self.val_aurocs_[self.best_epoch_]
+            chosen = max(at_best, key=lambda k: (at_best[k], -SCORES.index(k)))
+        self._select(X_val if X_val is not None else X_train, chosen)
+        if chosen is not None:
+            self.selection_ = {k: round(float(v), 6) for k, v in at_best.items()}
 
     def load(self, path) -> "ALPS":
         """Restore a detector saved by :meth:`save`, with its score scaling and selection."""
