@@ -252,8 +252,9 @@ def run_grid(method: str, dataset: str, classes="all", seeds=(0,), *, quick: boo
     ``"paper"`` (:func:`adlib.protocols.paper_selection`: the epoch, and for ALPS the score, are
     chosen on real anomalies from the other classes' training images; for the methods whose
     ``selections`` include it); rows record it (``selection_protocol``), and a non-clean one
-    is folded into the variant. A video dataset (:data:`adlib.video.VIDEO_DATASETS`) runs the patch protocol instead, one row per
-    seed (see :func:`run_video`); ``protocol`` then holds options of
+    is folded into the variant. A video dataset (:data:`adlib.video.VIDEO_DATASETS`) runs the
+    patch protocol instead, one row per seed (see :func:`run_video`); ``protocol`` then holds
+    options of
     :func:`adlib.video.ucsd_patches` (for example ``{"stride": 25}``). A few-shot method
     (ADNL) runs :func:`adlib.protocols.anomaly_class` with each class as *the anomaly*;
     ``protocol`` then holds its options (``n_labelled``, ``test_anomaly``). Non-default protocol

@@ -130,4 +130,5 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:
-        raise RuntimeError(f"checkpoint {path} is corrupt or not a weights-only file: {err}") from err
+        raise RuntimeError(f"checkpoint {path} is corrupt or not a weights-only file: "
+                           f"{err}") from err

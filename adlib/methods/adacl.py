@@ -28,7 +28,8 @@ Choices the thesis leaves open, and what we chose (named in the notebook too):
   image (almost) unchanged is drawn again (see :func:`cut_paste`); mix-up
   ``lam * x + (1 - lam) * rot(x)`` with ``lam ~ U[0.5, 0.8]`` and a rotation of 90 or 270
   degrees (the thesis' rotations; 180 was drawn before and left 0, 1 and 8 nearly unchanged
-  while labelling them anomalous); puzzling draws a random permutation of the four quarters other than the identity;
+  while labelling them anomalous); puzzling draws a random permutation of the four quarters
+  other than the identity;
 * the cyclic learning rate is ``torch.optim.lr_scheduler.CyclicLR`` (triangular, from lr/10 to lr,
   one half-cycle per epoch); the validation normals come from the protocol's held-out split, so
   they are never training images (the thesis says only "150 randomly selected samples").
