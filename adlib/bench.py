@@ -42,8 +42,8 @@ from .protocols import (SELECTIONS, anomaly_class, development_split, one_class,
                         outlier_ratio_indices, paper_selection, Preprocess, resolve_classes,
                         transfer)
 from .registry import available_detectors, detector_class, get_detector
-from .results import (ConfigMismatchError, append_row, load_results, per_class_table, plan_runs,
-                      run_config, run_key)
+from .results import (append_row, load_results, per_class_table, plan_runs, run_config,
+                      run_key)
 from .training import count_parameters
 from .video import (PATCH_MIN_OVERLAP, VIDEO_DATASETS, frame_metrics, frame_scores, load_ucsd,
                     motion_in_test_clips, patch_labels, patch_metrics, score_clips,
@@ -299,10 +299,8 @@ def run_grid(method: str, dataset: str, classes="all", seeds=(0,), *, quick: boo
     class_list = resolve_classes(classes, len(train.classes))
     keys = {run_key(cls.name, dataset, c, s, variant, quick): (c, s)
             for s in seeds for c in class_list}
-    todo = [keys[k] for k in plan_runs(out, list(keys), config, replace)]
-    print(f"{cls.name} on {dataset}: {len(keys)} runs, {len(keys) - len(todo)} already in {out}")
+    todo = [keys[k] for k in _pending(out, keys, config, replace, f"{cls.name} on {dataset}")]
     if not todo:
-        _show_stored(out, keys)
         return out
     shared = dict(method=cls.name, dataset=dataset, train=train, test=test, params=params,
                   quick=quick, verbose=verbose, variant=variant, few_shot=few_shot,
@@ -370,6 +368,16 @@ def _config(cls, params: dict, quick: bool, max_train=None, max_test=None,
                                             cls.revision)))
 
 
+def _pending(out: Path, keys, config: dict, replace: bool, what: str) -> list:
+    """The keys of a grid still to run in ``out`` (:func:`adlib.results.plan_runs`), after a line
+    saying how many are already in; when none is left, the stored rows are printed instead."""
+    todo = plan_runs(out, list(keys), config, replace)
+    print(f"{what}: {len(keys)} runs, {len(keys) - len(todo)} already in {out}")
+    if not todo:
+        _show_stored(out, keys)
+    return todo
+
+
 def _show_stored(out: Path, keys) -> None:
     """Print the stored rows of ``keys`` (a grid whose runs are all done)."""
     df = load_results(out)
@@ -403,10 +411,8 @@ def run_video(method: str, dataset: str = "ucsd_ped2", seeds=(0,), *, quick: boo
     variant = _variant_name(variant, protocol)
     config = _config(cls, params, quick, max_train)
     keys = {run_key(cls.name, dataset, 0, s, variant, quick): s for s in seeds}
-    todo = [keys[k] for k in plan_runs(out, list(keys), config, replace)]
-    print(f"{cls.name} on {dataset}: {len(seeds)} runs, {len(seeds) - len(todo)} already in {out}")
+    todo = [keys[k] for k in _pending(out, keys, config, replace, f"{cls.name} on {dataset}")]
     if not todo:
-        _show_stored(out, keys)
         return out
     base = provenance()
     started = time.perf_counter()
@@ -423,12 +429,14 @@ def run_video(method: str, dataset: str = "ucsd_ped2", seeds=(0,), *, quick: boo
         t0 = time.perf_counter()
         patch_scores = score_clips(detector, split, verbose=verbose)
         score_s = time.perf_counter() - t0
-        scores = frame_scores(patch_scores, motion_in_test_clips(split))  # the default rule
+        moving = motion_in_test_clips(split)
+        scores = frame_scores(patch_scores, moving)  # the default rule
         metrics = frame_metrics(scores, split.test.labels)
         every = frame_metrics(frame_scores(patch_scores), split.test.labels)
         metrics["all_patches"] = {k: v for k, v in every.items() if not k.startswith("n_")}
         if split.test.masks and all(m is not None for m in split.test.masks):
-            metrics["patch_level"] = {**patch_metrics(patch_scores, patch_labels(split)),
+            labels = patch_labels(split, moving=moving)
+            metrics["patch_level"] = {**patch_metrics(patch_scores, labels),
                                       "min_overlap": PATCH_MIN_OVERLAP}
         row = {"key": run_key(cls.name, dataset, 0, s, variant, quick), "method": cls.name,
                "dataset": dataset, "normal_class": 0, "class_name": "pedestrians", "seed": s,
@@ -512,19 +520,16 @@ def run_transfer(method: str, source: str, target: str, rates=TRANSFER_RATES, se
     key = lambda c, s, r: run_key(cls.name, task, c, s, f"{variant}@rate={r}", quick)  # noqa: E731
     grid = [(c, s) for c in normal_classes for s in seeds]
     keys = [key(c, s, r) for c, s in grid for r in rates]
-    pending = set(plan_runs(out, keys, config, replace))
-    done = set(keys) - pending
+    pending = set(_pending(out, keys, config, replace,
+                           f"{cls.name} ({variant}) on {source} -> {target}"))
     todo = [(c, s) for c, s in grid if any(key(c, s, r) in pending for r in rates)]
-    print(f"{cls.name} ({variant}) on {source} -> {target}: {len(keys)} runs, "
-          f"{len(done)} already in {out}")
     if not todo:
-        _show_stored(out, keys)
         return out
     base = provenance()
     for c, s in tqdm(todo, desc=f"{cls.name}/{task}", unit="seed", disable=not verbose):
         cache = {}
         for r in rates:
-            if key(c, s, r) in done:
+            if key(c, s, r) not in pending:
                 continue
             wall = time.perf_counter()
             split = transfer(source, target, r, s, normal_class=c, preprocess=TRANSFER_PREPROCESS,
@@ -563,11 +568,9 @@ def _run_video_transfer(cls, mode, source, target, seeds, params, variant, out, 
                          f", got {source} -> {target}")
     task = f"{source}2{target}"
     keys = {run_key(cls.name, task, 0, s, variant, quick): s for s in seeds}
-    todo = [keys[k] for k in plan_runs(out, list(keys), config, replace)]
-    print(f"{cls.name} ({variant}) on {source} -> {target}: {len(seeds)} runs, "
-          f"{len(seeds) - len(todo)} already in {out}")
+    todo = [keys[k] for k in _pending(out, keys, config, replace,
+                                      f"{cls.name} ({variant}) on {source} -> {target}")]
     if not todo:
-        _show_stored(out, keys)
         return out
     base = provenance()
     for s in tqdm(todo, desc=f"{cls.name}/{task}", unit="seed", disable=not verbose):
@@ -610,7 +613,8 @@ def _parse_set(items) -> dict:
 
 
 #: What the command line reports as one line (a user's mistake), not as a traceback (a bug).
-USER_ERRORS = (DataError, ValueError, FileNotFoundError, ConfigMismatchError, NotADirectoryError)
+#: (:class:`adlib.results.ConfigMismatchError` is a ``ValueError``.)
+USER_ERRORS = (DataError, ValueError, FileNotFoundError, NotADirectoryError)
 
 
 def _parser() -> argparse.ArgumentParser:

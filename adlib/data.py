@@ -318,11 +318,12 @@ def check_copy(folder: str | os.PathLike, name: str, verify: bool = True) -> tup
             ``SHA256SUMS/<name>.sha256``).
     """
     folder = Path(folder)
-    files = _existing_files(folder.resolve())
-    digest = _tree_digest(folder.resolve(), files)
+    resolved = folder.resolve()
+    files = _existing_files(resolved)
+    digest = _tree_digest(resolved, files)
     if not verify:
         return digest, "none"
-    if not _is_published_layout(folder.resolve(), files, name):
+    if not _is_published_layout(resolved, files, name):
         return digest, "structure"
     _compare(folder, name, digest)
     return digest, "tree digest"

@@ -69,11 +69,6 @@ def student_version(source: Path):
     return notebook
 
 
-def _selected(names: list[str] | None) -> list[Path]:
-    """The notebook sources whose stem starts with one of ``names`` (all when ``None``)."""
-    return book.notebook_sources(names)
-
-
 def write_student_versions(out_dir: Path = LABS, names: list[str] | None = None) -> list[Path]:
     """Write ``<stem>_student.ipynb`` into ``out_dir`` for every ``notebooks/[0-9]*.py`` (or
     those whose stem starts with one of ``names``); return the paths written, in chapter
@@ -83,7 +78,7 @@ def write_student_versions(out_dir: Path = LABS, names: list[str] | None = None)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for source in _selected(names):
+    for source in book.notebook_sources(names):
         path = out_dir / f"{source.stem}_student.ipynb"
         nbformat.write(student_version(source), path)
         written.append(path)

@@ -122,11 +122,10 @@ def plan_runs(path: str | os.PathLike, keys: list[str], config: dict,
     for key in keys:
         if key not in rows:
             todo.append(key)
-        elif config_diff(row_config(rows[key]), config):
-            clashes.append(rows[key])
+        elif diff := config_diff(row_config(rows[key]), config):
+            clashes.append((rows[key], diff))
     if clashes:
-        first = clashes[0]
-        diff = config_diff(row_config(first), config)
+        first, diff = clashes[0]
         what = (f"{first.get('method')} on {first.get('dataset')}, class "
                 f"{first.get('normal_class')}, seed {first.get('seed')}, variant "
                 f"{first.get('variant')!r}")

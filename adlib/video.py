@@ -632,7 +632,8 @@ def frame_metrics(scores: list, labels: list) -> dict:
 PATCH_MIN_OVERLAP = 0.3
 
 
-def patch_labels(split: PatchSplit, clips=None, min_overlap: float = PATCH_MIN_OVERLAP) -> list:
+def patch_labels(split: PatchSplit, clips=None, min_overlap: float = PATCH_MIN_OVERLAP,
+                 moving: list | None = None) -> list:
     """Patch-level labels of the test clips: one ``T x P`` int8 array per clip.
 
     ``1`` (anomalous object): the official pixel mask covers at least ``min_overlap`` of the
@@ -641,7 +642,8 @@ def patch_labels(split: PatchSplit, clips=None, min_overlap: float = PATCH_MIN_O
     background, and patches that the mask touches below ``min_overlap`` (part object, part
     pedestrian or ground). This is the lab's UCSD protocol as its public code runs it (one array
     of pedestrian test patches against one of anomalous-object patches, no frame aggregation);
-    the rule that cuts them is ours, since the lab's patches ship without it.
+    the rule that cuts them is ours, since the lab's patches ship without it. ``moving``: the
+    clips' :func:`motion_in_test_clips` when the caller has them already (computed otherwise).
 
     Raises:
         ValueError: ``min_overlap`` outside (0, 1], or a test clip without masks.
@@ -654,10 +656,10 @@ def patch_labels(split: PatchSplit, clips=None, min_overlap: float = PATCH_MIN_O
     if missing:
         raise ValueError(f"patch-level labels need the pixel masks; {', '.join(missing)} has none")
     out = []
-    for i, moving in zip(chosen, motion_in_test_clips(split, chosen)):
+    for i, moves in zip(chosen, moving or motion_in_test_clips(split, chosen)):
         cover = extract_patches(masks[i], split.positions, split.size).mean(axis=(2, 3))
         labels = np.full(cover.shape, -1, dtype=np.int8)
-        labels[moving & (cover == 0)] = 0
+        labels[moves & (cover == 0)] = 0
         labels[cover >= min_overlap] = 1
         out.append(labels)
     return out

@@ -230,12 +230,12 @@ class ALPS(BaseDeepDetector):
     default_epochs = {None: 15, "mnist": 15, "fashion_mnist": 15, "cifar10": 20, "usps": 30}
     quick_epochs = 2
     selections = ("clean", "paper")
+    notebook = "05_alps"
 
     @property
     def validation_mode(self) -> str:
         """"max" (an AUROC) under the ``paper`` selection, else "min" (a reconstruction MSE)."""
         return "max" if getattr(self, "val_anomalies_", None) is not None else "min"
-    notebook = "05_alps"
 
     def __init__(self, mode: str = "alps", latent_dim: int = 16, widths: tuple = (16, 32, 64),
                  perturbation_bound: float | None = None, noise_std: float = 1.0,
