@@ -57,6 +57,26 @@ def test_building_blocks_alone():
     assert sum(isinstance(m, torch.nn.Linear) for m in dec.modules()) == 1
 
 
+@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32), (1, 15, 15)])
+def test_lab_capacity_five_by_five_kernels_keep_the_shapes(shape):
+    """The lab's layout (REFERENCES.md: 5 x 5 kernels) changes the kernels, not the shapes."""
+    net = ALPSNet(shape[0], shape[1:], latent_dim=12, widths=(8, 12, 16), kernel_size=5).eval()
+    convs = [m for m in net.encoder.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [c.kernel_size for c in convs] == [(5, 5)] * 4
+    ups = [m.kernel_size for m in net.decoder.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
+    assert ups == [(5, 5), (4, 4), (5, 5), (4, 4), (5, 5), (5, 5)]
+    with torch.no_grad():
+        x = torch.rand(2, *shape)
+        assert net(x).shape == x.shape and net.distorter(x).shape == (2, 12)
+
+
+def test_betas_reach_both_optimisers():
+    det = tiny(betas=(0.5, 0.9), lr=5e-4).fit(tiny_data(32))
+    for opt in (det.optimizer_, det.distorter_optimizer_):
+        assert opt.param_groups[0]["betas"] == (0.5, 0.9)
+        assert opt.param_groups[0]["lr"] == 5e-4
+
+
 def test_only_alps_mode_has_a_distorter():
     assert ALPSNet(1, (16, 16), mode="alps").distorter is not None
     for mode in ("noise", "vanilla"):
@@ -343,6 +363,10 @@ def test_registered_once_with_modes_and_defaults():
     ({"latent_dim": 0}, "latent_dim=0"),
     ({"widths": (8, 8)}, "three positive integers"),
     ({"distorter_lr": 0.0}, "distorter_lr=0.0"),
+    ({"kernel_size": 4}, "kernel_size=4.*odd"),
+    ({"kernel_size": 0}, "kernel_size=0"),
+    ({"betas": (0.5,)}, "betas=.*two numbers"),
+    ({"betas": (0.5, 1.0)}, "betas=.*two numbers"),
 ])
 def test_bad_parameters_raise(params, match):
     with pytest.raises(ValueError, match=match):

@@ -30,6 +30,14 @@ Choices the thesis leaves open, and what we chose (named in the notebook too):
   and a sigmoid; when the side is not a multiple of 4 the output is centre-cropped to the input
   size, so 16x16, 28x28 and 32x32 inputs (and any side >= 4) work. The distorter is a second
   encoder of the same layout. The widths are small so that a full benchmark fits a CPU;
+* the lab's capacity and optimiser (its closest public code, ``jewelltaylor/OLED``; see
+  ``../shared/REFERENCES.md``) are parameters: ``widths=(64, 96, 128), kernel_size=5,
+  latent_dim=64, lr=5e-4, betas=(0.5, 0.9)`` (variant ``lab`` in ``results/``). It costs
+  about 7 times our default per step on a CPU (13x the parameters: 2.8M against 0.21M), so a
+  full 10-class grid is a GPU job. The lab's inputs in [-1, 1] with a tanh output are our
+  [0, 1] with a sigmoid in another coordinate: ``tanh(a) = 2 sigmoid(2a) - 1``, so the last
+  layer absorbs the change and the MSE is 4 times ours, a factor Adam ignores; only the first
+  convolution's zero padding differs (black here, mid-grey there). We keep [0, 1];
 * the latent size (the thesis: it "should vary to adequately represent each dataset", no value
   given) was chosen once for MNIST, on a development split of *training* images only
   (:func:`adlib.protocols.development_split`: held-out normals against 2000 training images of
@@ -94,20 +102,22 @@ MODES = ("alps", "noise", "vanilla")
 class ConvEncoder(nn.Module):
     """Four convolutions and a global average pooling: ``C x H x W`` images to ``latent_dim``.
 
-    Four 3x3 stride-2 convolutions (the first three with batch normalisation and a leaky ReLU,
+    Four ``kernel_size`` (odd; 3 by default, 5 in the lab's code) stride-2 convolutions (the first three with batch normalisation and a leaky ReLU,
     the last linear, to ``latent_dim`` channels), averaged over space. Each halves the side
     (rounding up), so any side works. Used for the autoencoder's encoder and for the
     Adversarial Distorter (section 3.3.1).
     """
 
-    def __init__(self, in_channels: int = 1, latent_dim: int = 16, widths: tuple = (16, 32, 64)):
+    def __init__(self, in_channels: int = 1, latent_dim: int = 16, widths: tuple = (16, 32, 64),
+                 kernel_size: int = 3):
         super().__init__()
         w0, w1, w2 = widths
+        k, p = kernel_size, kernel_size // 2
         self.features = nn.Sequential(
-            nn.Conv2d(in_channels, w0, 3, 2, 1), nn.BatchNorm2d(w0), nn.LeakyReLU(0.1),
-            nn.Conv2d(w0, w1, 3, 2, 1), nn.BatchNorm2d(w1), nn.LeakyReLU(0.1),
-            nn.Conv2d(w1, w2, 3, 2, 1), nn.BatchNorm2d(w2), nn.LeakyReLU(0.1),
-            nn.Conv2d(w2, latent_dim, 3, 2, 1))
+            nn.Conv2d(in_channels, w0, k, 2, p), nn.BatchNorm2d(w0), nn.LeakyReLU(0.1),
+            nn.Conv2d(w0, w1, k, 2, p), nn.BatchNorm2d(w1), nn.LeakyReLU(0.1),
+            nn.Conv2d(w1, w2, k, 2, p), nn.BatchNorm2d(w2), nn.LeakyReLU(0.1),
+            nn.Conv2d(w2, latent_dim, k, 2, p))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x).mean(dim=(2, 3))
@@ -118,27 +128,28 @@ class ConvDecoder(nn.Module):
 
     The dense layer maps to ``w2 x ceil(H/4) x ceil(W/4)``; transposed convolutions of
     ``w2, w1, w1, w0, w0, C`` channels follow, the 2nd and 4th 4x4 with stride 2 (doubling the
-    side twice), the others 3x3 with stride 1; batch normalisation and leaky ReLU between, a
+    side twice), the others ``kernel_size`` x ``kernel_size`` with stride 1; batch normalisation and leaky ReLU between, a
     sigmoid at the end (inputs in [0, 1]). A side that is not a multiple of 4 is centre-cropped.
     """
 
     def __init__(self, out_channels: int = 1, size: tuple = (28, 28), latent_dim: int = 16,
-                 widths: tuple = (16, 32, 64)):
+                 widths: tuple = (16, 32, 64), kernel_size: int = 3):
         super().__init__()
         w0, w1, w2 = widths
+        k = kernel_size
         self.size = tuple(size)
         self.start = (math.ceil(size[0] / 4), math.ceil(size[1] / 4))
         self.dense = nn.Sequential(nn.Linear(latent_dim, w2 * self.start[0] * self.start[1]),
                                    nn.LeakyReLU(0.1), nn.Unflatten(1, (w2, *self.start)))
 
         def block(c_in, c_out, k, s):
-            return [nn.ConvTranspose2d(c_in, c_out, k, s, 1), nn.BatchNorm2d(c_out),
-                    nn.LeakyReLU(0.1)]
+            return [nn.ConvTranspose2d(c_in, c_out, k, s, 1 if s == 2 else k // 2),
+                    nn.BatchNorm2d(c_out), nn.LeakyReLU(0.1)]
 
         self.upsample = nn.Sequential(
-            *block(w2, w2, 3, 1), *block(w2, w1, 4, 2), *block(w1, w1, 3, 1),
-            *block(w1, w0, 4, 2), *block(w0, w0, 3, 1),
-            nn.ConvTranspose2d(w0, out_channels, 3, 1, 1), nn.Sigmoid())
+            *block(w2, w2, k, 1), *block(w2, w1, 4, 2), *block(w1, w1, k, 1),
+            *block(w1, w0, 4, 2), *block(w0, w0, k, 1),
+            nn.ConvTranspose2d(w0, out_channels, k, 1, k // 2), nn.Sigmoid())
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         out = self.upsample(self.dense(z))
@@ -167,14 +178,16 @@ class ALPSNet(nn.Module):
 
     def __init__(self, in_channels: int = 1, size: tuple = (28, 28), latent_dim: int = 16,
                  widths: tuple = (16, 32, 64), mode: str = "alps",
-                 perturbation_bound: float | None = None, noise_std: float = 1.0):
+                 perturbation_bound: float | None = None, noise_std: float = 1.0,
+                 kernel_size: int = 3):
         super().__init__()
         self.mode = mode
         self.perturbation_bound = perturbation_bound
         self.noise_std = noise_std
-        self.encoder = ConvEncoder(in_channels, latent_dim, widths)
-        self.decoder = ConvDecoder(in_channels, size, latent_dim, widths)
-        self.distorter = ConvEncoder(in_channels, latent_dim, widths) if mode == "alps" else None
+        self.encoder = ConvEncoder(in_channels, latent_dim, widths, kernel_size)
+        self.decoder = ConvDecoder(in_channels, size, latent_dim, widths, kernel_size)
+        self.distorter = (ConvEncoder(in_channels, latent_dim, widths, kernel_size)
+                          if mode == "alps" else None)
         self.register_buffer("score_min", torch.zeros(len(SCORES), dtype=torch.float64))
         self.register_buffer("score_max", torch.ones(len(SCORES), dtype=torch.float64))
         self.register_buffer("selected", torch.zeros((), dtype=torch.long))
@@ -218,6 +231,8 @@ class ALPS(BaseDeepDetector):
         distorter_every: update the distorter in epochs 0, k, 2k, ... only.
         recon_weight: weight of the plain reconstruction term in the autoencoder's loss.
         distorter_lr: the distorter's Adam learning rate (``None``: ``lr``).
+        kernel_size: the side of the encoders' kernels and of the decoder's stride-1 kernels (odd).
+        betas: both players' Adam betas (the lab's code: ``(0.5, 0.9)``).
         anomaly_score: ``"auto"`` (chosen after training on held-out normals and made anomalies
             of them), or one of :data:`SCORES`; a vanilla autoencoder has only ``"plain"``.
         Other arguments: see :class:`adlib.detectors.BaseDeepDetector`.
@@ -241,7 +256,8 @@ class ALPS(BaseDeepDetector):
                  perturbation_bound: float | None = None, noise_std: float = 1.0,
                  distorter_every: int = 2,
                  recon_weight: float = 1.0, distorter_lr: float | None = None,
-                 anomaly_score: str = "auto", **kwargs):
+                 anomaly_score: str = "auto", kernel_size: int = 3,
+                 betas: tuple = (0.9, 0.999), **kwargs):
         kwargs.setdefault("batch_size", 64)
         kwargs.setdefault("lr", 1e-3)
         super().__init__(**kwargs)
@@ -254,6 +270,8 @@ class ALPS(BaseDeepDetector):
         self.recon_weight = recon_weight
         self.distorter_lr = distorter_lr
         self.anomaly_score = anomaly_score
+        self.kernel_size = kernel_size
+        self.betas = betas
 
     # -- parameters ------------------------------------------------------------------------
     def _validate_params(self, input_shape: tuple) -> None:
@@ -282,6 +300,13 @@ class ALPS(BaseDeepDetector):
         if self.distorter_lr is not None and not (isinstance(self.distorter_lr, (int, float))
                                                   and self.distorter_lr > 0):
             raise ValueError(f"distorter_lr={self.distorter_lr!r} must be positive or None")
+        if not isinstance(self.kernel_size, (int, np.integer)) or self.kernel_size < 1 \
+                or self.kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size={self.kernel_size!r} must be an odd positive integer "
+                             "(3 or 5, say), so that each convolution keeps the side's centre")
+        betas = tuple(self.betas) if isinstance(self.betas, (tuple, list)) else ()
+        if len(betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in betas):
+            raise ValueError(f"betas={self.betas!r} must be two numbers in [0, 1), e.g. 0.5,0.9")
         if min(input_shape[1:]) < 4:
             raise ValueError(f"images of {input_shape[1]} x {input_shape[2]} pixels are too small: "
                              "ALPS needs a side of at least 4")
@@ -291,7 +316,7 @@ class ALPS(BaseDeepDetector):
         self._validate_params(input_shape)
         return ALPSNet(input_shape[0], tuple(input_shape[1:]), int(self.latent_dim),
                        tuple(int(w) for w in self.widths), self.mode, self.perturbation_bound,
-                       self.noise_std)
+                       self.noise_std, int(self.kernel_size))
 
     def configure_optimizers(self, steps_per_epoch):
         net = self.network_
@@ -299,8 +324,9 @@ class ALPS(BaseDeepDetector):
         self.distorter_optimizer_ = None
         if net.distorter is not None:
             self.distorter_optimizer_ = torch.optim.Adam(
-                net.distorter.parameters(), lr=self.distorter_lr or self.lr)
-        return torch.optim.Adam(ae_params, lr=self.lr), None
+                net.distorter.parameters(), lr=self.distorter_lr or self.lr,
+                betas=tuple(self.betas))
+        return torch.optim.Adam(ae_params, lr=self.lr, betas=tuple(self.betas)), None
 
     def setup(self, X_train, X_val):
         """Start the per-step record of both players' losses and the perturbation size."""
