@@ -419,6 +419,39 @@ else:
     print("selected score per run:", full["selected_score"].value_counts().to_dict())
 
 # %% [markdown]
+# ## Two selection protocols, side by side
+#
+# The thesis keeps the epoch chosen on "a validation set containing 150 samples from inliers and
+# 150 samples from the training set" (section 3.4.2), and reports the best of three scores; the
+# lab's public code chooses epoch and score on real anomalies. That is the **paper** protocol
+# here: 150 held-out normals against 150 *training* images of the other digits (never a test
+# image) choose the epoch and the score, by AUROC. Our default, **clean**, sees no real anomaly
+# before the test: the held-out normals' plain reconstruction MSE chooses the epoch, and made
+# anomalies choose the score. The paper protocol has seen real anomalies, so its numbers are not
+# one-class numbers; it is printed to show how much of the thesis' figure that choice explains.
+#
+# ```
+# python -m adlib bench alps --dataset mnist --classes all --seeds 0 --selection paper
+# ```
+
+# %%
+path = RESULTS / "alps_mnist.jsonl"
+both = load_results(path) if path.exists() else pd.DataFrame()
+if not both.empty:
+    both = both[(~both["quick"]) & both["variant"].isin(["default", "default+selection=paper"])]
+    both = both.assign(protocol=np.where(both["variant"] == "default", "clean", "paper"))
+    both = both[both["seed"].isin(both[both["protocol"] == "paper"]["seed"].unique())]
+if both.empty or both["protocol"].nunique() < 2:
+    print("No paper-protocol ALPS rows are committed yet; the command above makes them.")
+else:
+    protocols = per_class_table(both, by="protocol")
+    protocols.index = [f"ALPS (ours, {p} selection)" for p in protocols.index]
+    display(beside_paper(protocols, "mnist", rows=["ALPS (thesis)"], table=THESIS_TABLE_3_1))
+    paper_rows = both[both["protocol"] == "paper"]
+    print("seeds", sorted(both["seed"].unique()), "| score chosen under the paper protocol:",
+          paper_rows["selected_score"].value_counts().to_dict())
+
+# %% [markdown]
 # ## Table 3.3: vanilla AE, random latent noise, ALPS
 #
 # The comparison rows are the same command with a mode and a variant name:
@@ -490,8 +523,14 @@ else:
 #   (`noise_std = 1`), about the size of the learned perturbations; the thesis does not
 #   describe its noise.
 # * **Model selection**: the thesis' validation set of "150 samples from inliers and 150 samples
-#   from the training set" is ambiguous. We select the epoch by the plain reconstruction MSE of
-#   held-out normal images only.
+#   from the training set" holds real anomalies, as the lab's code does. Our default (`clean`)
+#   selects the epoch by the plain reconstruction MSE of held-out normal images only; the
+#   `paper` protocol (`--selection paper`) reproduces the thesis' choice with 150 training
+#   images of other classes, and both are shown above.
+# * **Capacity and optimiser**: the lab's code uses 64-96-128 filters, 5 x 5 kernels, a latent
+#   of 64 and Adam 5e-4 with betas (0.5, 0.9); all are parameters (`widths`, `kernel_size`,
+#   `latent_dim`, `lr`, `betas`). On two CPU cores that network costs about 7 times ours per
+#   step, so the committed grids use the small default; the lab's capacity is a GPU run.
 # * **Score selection**: the thesis reports the best of three scores on the test data. We
 #   report all three and select one without test labels (held-out normals against made
 #   anomalies). Min-max statistics come from the held-out normals, not from the test set.

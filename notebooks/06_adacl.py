@@ -234,26 +234,28 @@ gap = pd.Series({"validation: held-out normals vs their made anomalies": val_aur
 gap.round(2).to_frame()
 
 # %% [markdown]
-# The committed full runs (`results/adacl_mnist.jsonl`) record the validation AUROC of every
-# epoch, so the same gap can be read for every class: the kept epoch's validation AUROC beside
-# the test AUROC, mean over seeds. `revision` is the ADACL code revision that made the rows
-# (revision 1 still drew 180-degree mix-ups).
+# The committed full runs (`results/adacl_mnist.jsonl`; the older revision-1 runs, whose mix-up
+# still drew 180-degree rotations and which trained 10 epochs, in `adacl_mnist_rev1.jsonl`)
+# record the validation AUROC of every epoch, so the same gap can be read for every class: the
+# kept epoch's validation AUROC beside the test AUROC, mean over seeds, per code revision.
 
 # %%
-bench_path = RESULTS / "adacl_mnist.jsonl"
-if bench_path.exists():
+bench_paths = [RESULTS / "adacl_mnist_rev1.jsonl", RESULTS / "adacl_mnist.jsonl"]
+stored = [r for path in bench_paths if path.exists() for r in read_rows(path)
+          if not r["quick"] and r["variant"] == "default"]
+if stored:
     committed = pd.DataFrame([
         {"revision": row_config(r)["revision"], "class": r["normal_class"],
          "validation AUROC (made)": 100 * next(h["val_metric"] for h in r["history"]
                                                if h["epoch"] == r["best_epoch"]),
          "test AUROC (real)": 100 * r["auroc"]}
-        for r in read_rows(bench_path) if not r["quick"] and r["variant"] == "default"])
+        for r in stored])
     by_class = committed.groupby(["revision", "class"]).mean()
     display(pd.concat([by_class, committed.groupby("revision").mean().drop(columns="class")
                        .assign(**{"class": "mean"}).set_index("class", append=True)])
             .round(2).T)
 else:
-    print(f"No full runs in {bench_path.name} yet.")
+    print("No full ADACL runs on MNIST are committed yet.")
 
 # %% [markdown]
 # ### The most normal-looking anomalies
@@ -405,6 +407,13 @@ for dataset in ["mnist", "fashion_mnist", "cifar10"]:
         continue
     full = load_results(path)
     full = full[(~full["quick"]) & (full["variant"] == "default")]
+    older = RESULTS / f"adacl_{dataset}_rev1.jsonl"
+    if older.exists():  # the revision-1 rows, shown as a row of their own
+        rev1 = load_results(older)
+        rev1 = rev1[(~rev1["quick"]) & (rev1["variant"] == "default")]
+        full = pd.concat([full.assign(method="ADACL (ours, revision 2)"),
+                          rev1.assign(method="ADACL (ours, revision 1: 180-degree mix-up, "
+                                      "10 epochs)")])
     print(f"{dataset}: seeds {sorted(int(s) for s in full['seed'].unique())}, {len(full)} runs, commits "
           f"{sorted(full['commit'].str[:8].unique())}, source: {full['protocol'].iloc[0]['source']}")
     display(beside_paper(per_class_table(full), dataset,
@@ -501,11 +510,15 @@ table.round(3)
 
 # %%
 ablation_path = RESULTS / "adacl_ablations_mnist.jsonl"
-if ablation_path.exists() and (RESULTS / "adacl_mnist.jsonl").exists():
+stored = [r for path in bench_paths if path.exists() for r in read_rows(path)]
+if ablation_path.exists() and stored:
     abl = load_results(ablation_path)
     abl = abl[~abl["quick"]]
-    default = load_results(RESULTS / "adacl_mnist.jsonl")
-    default = default[(~default["quick"]) & (default["variant"] == "default")]
+    # each ablation row stands beside the default of its own code revision
+    revision = {row_config(r)["revision"] for r in read_rows(ablation_path)}
+    default = pd.DataFrame([r for r in stored if row_config(r)["revision"] in revision
+                            and not r["quick"] and r["variant"] == "default"],
+                           columns=abl.columns)
     runs = set(zip(abl["normal_class"], abl["seed"]))
     same_runs = default[[pair in runs for pair in zip(default["normal_class"], default["seed"])]]
     display(per_class_table(pd.concat([same_runs, abl]), by="variant"))

@@ -324,3 +324,21 @@ def test_unclipped_scores_keep_the_order_and_break_the_ties():
     np.testing.assert_allclose(np.clip(raw, 0, 1), clipped, atol=1e-6)
     inside = (raw > 0) & (raw < 1)
     np.testing.assert_allclose(raw[inside], clipped[inside], atol=1e-6)
+
+
+@pytest.mark.parametrize("clip_in_training, has_gradient", [(True, False), (False, True)])
+def test_an_output_past_the_bounds_gets_a_gradient_only_when_trained_unclipped(
+        clip_in_training, has_gradient):
+    X = ramp_images(16, side=12)
+    det = ADACL(num_epochs=1, batch_size=8, seed=0, verbose=False,
+                clip_in_training=clip_in_training).fit(X)
+    with torch.no_grad():  # every output at 2: clipped, all sit at the upper bound
+        det.network_.head[-1].weight.zero_()
+        det.network_.head[-1].bias.fill_(2.0)
+    det.network_.train()
+    det.network_.zero_grad(set_to_none=True)  # no gradient left over from fit
+    det.training_loss(torch.as_tensor(X[:8])).backward()
+    grad = det.network_.head[-1].bias.grad
+    assert (grad is not None and float(grad.abs().sum()) > 0) == has_gradient
+    # the score is clipped either way
+    assert det.score(X).max() <= 1.0

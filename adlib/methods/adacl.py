@@ -205,6 +205,8 @@ class ADACL(BaseDeepDetector):
         widths, hidden: the regressor's convolution widths and hidden dense units.
         clip_scores: score with the clipped output (default, as trained) or the raw one, which
             breaks ties at 0 and 1 (for video, where frames take their highest patch score).
+        clip_in_training: regress the labels with the clipped output (default, our reading of
+            section 4.4) or with the raw one (the output is clipped only when scored).
         Other arguments: see :class:`adlib.detectors.BaseDeepDetector`.
     """
 
@@ -218,7 +220,7 @@ class ADACL(BaseDeepDetector):
                  normal_interval: tuple = (0.0, 0.3), anomaly_interval: tuple = (0.7, 1.0),
                  labels: str = "continuous", loss: str = "mse", n_val: int = 150,
                  widths: tuple = (32, 64, 128, 128), hidden: int = 64,
-                 clip_scores: bool = True, **kwargs):
+                 clip_scores: bool = True, clip_in_training: bool = True, **kwargs):
         kwargs.setdefault("batch_size", 64)
         kwargs.setdefault("lr", 1e-3)
         kwargs.setdefault("patience", 4)
@@ -232,6 +234,7 @@ class ADACL(BaseDeepDetector):
         self.widths = widths
         self.hidden = hidden
         self.clip_scores = clip_scores
+        self.clip_in_training = clip_in_training
 
     def _validate_params(self) -> None:
         for name in ("normal_interval", "anomaly_interval"):
@@ -284,8 +287,11 @@ class ADACL(BaseDeepDetector):
         return torch.cat([batch, made]), y.to(batch.device)
 
     def training_loss(self, batch):
+        """MSE (or BCE) between the sampled labels and the output: the clipped output by
+        default; the raw one with ``clip_in_training=False``, so that an output past 0 or 1
+        still gets a gradient (a clipped output there gets none and can stay stuck)."""
         x, y = self.training_batch(batch)
-        pred = self.network_(x)
+        pred = self.network_(x) if self.clip_in_training else self.network_.regress(x)
         if self.loss == "bce":
             return nn.functional.binary_cross_entropy(pred.clamp(1e-6, 1 - 1e-6), y)
         return nn.functional.mse_loss(pred, y)
