@@ -132,14 +132,15 @@ def _jsonable(value):
 
 
 def run_one(method: str, split, seed: int, params: dict, quick: bool, verbose: bool,
-            outlier_ratios=()) -> dict:
+            outlier_ratios=(), track: bool = False) -> dict:
     """Fit ``method`` on ``split`` with ``seed``; return the metrics and timings.
 
     ``outlier_ratios`` (G2D section 4.2) also evaluates the same scores on test subsets whose
     anomalies make each given share (:func:`adlib.protocols.outlier_ratio_indices`), with the F1
-    of ``predict`` (the detector's own threshold), under ``by_outlier_ratio``.
+    of ``predict`` (the detector's own threshold), under ``by_outlier_ratio``. ``track``: see
+    :func:`_fitted` (for development splits; the per-epoch AUROCs land in ``history``).
     """
-    detector = _fitted(method, split, seed, params, quick, verbose)
+    detector = _fitted(method, split, seed, params, quick, verbose, track)
     started = time.perf_counter()
     # a detector with several scores (ALPS) computes them all at once; score() is the selected one
     all_scores = detector.score_all(split.X_test) if hasattr(detector, "score_all") else None
@@ -187,10 +188,14 @@ def _run_stamp(started: float, base: dict) -> dict:
             "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), **base}
 
 
-def _fitted(method: str, split, seed: int, params: dict, quick: bool, verbose: bool):
+def _fitted(method: str, split, seed: int, params: dict, quick: bool, verbose: bool,
+            track: bool = False):
     """``method`` built with ``seed`` and ``params`` and fitted on ``split`` (its labelled
-    anomalies too, for a few-shot method)."""
+    anomalies too, for a few-shot method). ``track`` (development splits only) records the
+    AUROC on the split's evaluation set after every epoch (``BaseDeepDetector.track``)."""
     detector = _built(method, seed, params, quick, verbose)
+    if track and hasattr(detector, "track"):
+        detector.track(split.X_test, split.y_test)
     if detector.learning_type == "few_shot":  # labelled anomalies of the protocol, if any
         return detector.fit(split.X_train, split.X_val, getattr(split, "X_anomalies", None))
     if getattr(split, "X_val_anomalies", None) is not None:  # the paper selection
@@ -339,7 +344,7 @@ def grid_row(grid: dict, job) -> dict:
     if grid["dev"]:
         split = development_split(split, train, seed=s, preprocess=preprocess)
     result = run_one(method, split, s, grid["params"], grid["quick"], grid["verbose"],
-                     grid["outlier_ratios"])
+                     grid["outlier_ratios"], track=grid["dev"])
     return {"key": run_key(method, dataset, c, s, grid["variant"], grid["quick"]),
             "method": method, "dataset": dataset, "normal_class": c,
             "class_name": train.classes[c], "seed": s, "variant": grid["variant"],

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .metrics import auroc
 from .protocols import Preprocess
 from .training import (EarlyStopping, check_finite, default_device, load_checkpoint,
                        save_checkpoint, seed_everything, to_builtin)
@@ -386,6 +387,10 @@ class BaseDeepDetector(BaseDetector):
                     val = self.validation_metric(X_val)
                 if val is not None:
                     row["val_metric"] = float(val)
+            if getattr(self, "tracked_", None) is not None:
+                self.network_.eval()
+                with torch.no_grad():
+                    row["track_auroc"] = auroc(self.tracked_[1], self._scores_of(self.tracked_[0]))
             self.history_.append(row)
             bar.set_postfix({k: f"{v:.4f}" for k, v in row.items() if k != "epoch"})
             self.on_epoch_end(epoch)
@@ -401,6 +406,26 @@ class BaseDeepDetector(BaseDetector):
         self._finish_fit(X_train, started, X_val)
         if self.checkpoint:  # the final file holds the kept epoch and the fitted threshold
             self.save(self.checkpoint)
+        return self
+
+    def track(self, X, y) -> "BaseDeepDetector":
+        """Record, after every epoch of the next ``fit``, the AUROC of the current weights on
+        ``X`` (``N x C x H x W``) with labels ``y`` (1 = anomaly) as ``track_auroc`` in
+        ``history_``.
+
+        It only watches: the kept epoch, the threshold and every choice ignore it. Meant for a
+        development split (training images only, :func:`adlib.protocols.development_split`),
+        to see what the epoch budget does to real anomalies beside the validation metric;
+        ``bench --dev`` sets it. ``track(None, None)`` turns it off.
+        """
+        if X is None:
+            self.tracked_ = None
+            return self
+        y = np.asarray(y)
+        if len(y) != len(X) or set(np.unique(y)) != {0, 1}:
+            raise ValueError(f"track needs one 0/1 label per image and both labels, got "
+                             f"{len(X)} images and labels {sorted(set(np.unique(y).tolist()))}")
+        self.tracked_ = (as_tensor(X), y)
         return self
 
     def _scores_of(self, X: torch.Tensor) -> np.ndarray:

@@ -136,6 +136,26 @@ def test_deep_detector_history_and_epochs(easy_problem):
     assert "val_metric" not in det.history_[0] and det.best_epoch_ == 1
 
 
+def test_track_records_the_auroc_of_every_epoch_and_changes_nothing(easy_problem):
+    X_train, X_val, X_test, y_test = easy_problem
+    kwargs = dict(num_epochs=3, batch_size=32, verbose=False, device="cpu", seed=0)
+    plain = get_detector("conv_ae", **kwargs).fit(X_train, X_val)
+    tracked = get_detector("conv_ae", **kwargs).track(X_test, y_test).fit(X_train, X_val)
+    assert all("track_auroc" not in row for row in plain.history_)
+    assert len(tracked.history_) == 3 and all(0 <= r["track_auroc"] <= 1
+                                              for r in tracked.history_)
+    # the kept epoch's AUROC is the one recorded for it: the same weights
+    kept = tracked.history_[tracked.best_epoch_]["track_auroc"]
+    assert kept == pytest.approx(auroc(y_test, tracked.score(X_test)))
+    # watching changes no choice and no score
+    assert tracked.best_epoch_ == plain.best_epoch_
+    np.testing.assert_allclose(tracked.score(X_test), plain.score(X_test))
+    with pytest.raises(ValueError, match="both labels"):
+        get_detector("conv_ae", **kwargs).track(X_test, np.zeros(len(X_test)))
+    with pytest.raises(ValueError, match="one 0/1 label per image"):
+        get_detector("conv_ae", **kwargs).track(X_test, y_test[:-1])
+
+
 def test_quick_mode_caps_epochs(easy_problem):
     X_train, _, _, _ = easy_problem
     det = get_detector("conv_ae", num_epochs=5, quick=True, batch_size=48, verbose=False,

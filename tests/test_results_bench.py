@@ -231,6 +231,12 @@ def test_run_grid_outlier_ratios_and_dev_split(bench_mnist, tmp_path, monkeypatc
     assert dev["variant"] == "default+dev"
     assert "development" in dev["protocol"]["evaluated_on"]
     assert dev["protocol"]["n_test"] == dev["protocol"]["n_val"] + 54  # all 54 other digits
+    # a deep detector's development run records the development AUROC after every epoch
+    run_grid("adacl", "mnist", [0], (0,), dev=True, out=out, root=bench_mnist.root,
+             verbose=False, params={"num_epochs": 2, "batch_size": 16, "n_val": 4})
+    deep = read_rows(out)[2]
+    assert [0 <= h["track_auroc"] <= 1 for h in deep["history"]] == [True, True]
+    assert deep["history"][deep["best_epoch"]]["track_auroc"] == pytest.approx(deep["auroc"])
 
 
 def test_run_grid_few_shot_method_uses_the_anomaly_class_protocol(bench_mnist, tmp_path,
