@@ -258,6 +258,57 @@ else:
     print("No full ADACL runs on MNIST are committed yet.")
 
 # %% [markdown]
+# ### Over the epochs: made anomalies against real ones
+#
+# Early stopping keeps the epoch whose weights best separate the validation normals from their
+# *made* anomalies. Does that epoch also separate them best from *real* anomalies? The
+# development runs answer it without a test image: each trains 20 epochs on one digit and, after
+# every epoch, records both the validation AUROC (made anomalies) and the development AUROC
+# (the held-out normals against 2000 training images of the other digits,
+# `bench --dev`, which tracks it every epoch):
+#
+# ```
+# python -m adlib bench adacl --dataset mnist --classes all --seeds 0 --dev \
+#     --out results/adacl_dev_mnist.jsonl --variant r2-curve --set num_epochs=20 patience=None
+# ```
+
+# %%
+curve_rows = [r for r in read_rows(RESULTS / "adacl_dev_mnist.jsonl")
+              if r["variant"] == "r2-curve+dev" and not r["quick"]] \
+    if (RESULTS / "adacl_dev_mnist.jsonl").exists() else []
+if curve_rows:
+    curves = pd.DataFrame([{"digit": r["normal_class"], "epoch": h["epoch"] + 1,
+                            "validation AUROC (made anomalies)": 100 * h["val_metric"],
+                            "development AUROC (real anomalies)": 100 * h["track_auroc"]}
+                           for r in curve_rows for h in r["history"]])
+    mean_curve = curves.groupby("epoch").mean().drop(columns="digit")
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
+    for digit, c in curves.groupby("digit"):
+        axes[0].plot(c["epoch"], c["development AUROC (real anomalies)"], label=str(digit))
+    axes[0].set(title="ADACL development AUROC per epoch, by normal digit (seed 0)",
+                xlabel="epoch", ylabel="development AUROC (%)")
+    axes[0].legend(title="digit", ncol=2, fontsize="small")
+    mean_curve.plot(ax=axes[1], marker=".")
+    axes[1].set(title=f"Mean over {curves['digit'].nunique()} digits", xlabel="epoch",
+                ylabel="AUROC (%)")
+    plt.tight_layout()
+    plt.show()
+    kept = pd.DataFrame([{"digit": r["normal_class"], "kept epoch (by made anomalies)":
+                          r["best_epoch"] + 1, "development AUROC there": 100 * r["auroc"],
+                          "best epoch for real anomalies": 1 + max(
+                              r["history"], key=lambda h: h["track_auroc"])["epoch"],
+                          "development AUROC at best": 100 * max(
+                              h["track_auroc"] for h in r["history"])} for r in curve_rows])
+    display(kept.set_index("digit").round(2).T)
+    best_budget = int(mean_curve["development AUROC (real anomalies)"].idxmax())
+    print(f"mean development AUROC: {mean_curve.iloc[0, 1]:.2f} after epoch 1, "
+          f"{mean_curve.iloc[:, 1].max():.2f} at its best (epoch {best_budget}), "
+          f"{mean_curve.iloc[-1, 1]:.2f} after epoch {len(mean_curve)}; the validation AUROC "
+          f"rises from {mean_curve.iloc[0, 0]:.2f} to {mean_curve.iloc[-1, 0]:.2f}.")
+else:
+    print("The development curves are not committed yet (command above).")
+
+# %% [markdown]
 # ### The most normal-looking anomalies
 #
 # The real anomalies the regressor scores lowest, and the normals it scores highest, with the
