@@ -304,7 +304,8 @@ def run_grid(method: str, dataset: str, classes="all", seeds=(0,), *, quick: boo
     class_list = resolve_classes(classes, len(train.classes))
     keys = {run_key(cls.name, dataset, c, s, variant, quick): (c, s)
             for s in seeds for c in class_list}
-    todo = [keys[k] for k in _pending(out, keys, config, replace, f"{cls.name} on {dataset}")]
+    todo = [keys[k] for k in _pending(out, keys, config, replace, _defaults(cls),
+                                      f"{cls.name} on {dataset}")]
     if not todo:
         return out
     shared = dict(method=cls.name, dataset=dataset, train=train, test=test, params=params,
@@ -373,10 +374,17 @@ def _config(cls, params: dict, quick: bool, max_train=None, max_test=None,
                                             cls.revision)))
 
 
-def _pending(out: Path, keys, config: dict, replace: bool, what: str) -> list:
-    """The keys of a grid still to run in ``out`` (:func:`adlib.results.plan_runs`), after a line
-    saying how many are already in; when none is left, the stored rows are printed instead."""
-    todo = plan_runs(out, list(keys), config, replace)
+def _defaults(cls) -> dict:
+    """The constructor defaults of a detector class, as JSON stores them."""
+    built = cls()
+    return json.loads(json.dumps({k: _jsonable(v) for k, v in built.get_params().items()}))
+
+
+def _pending(out: Path, keys, config: dict, replace: bool, defaults: dict, what: str) -> list:
+    """The keys of a grid still to run in ``out`` (:func:`adlib.results.plan_runs`, with the
+    class ``defaults`` for parameters added after a row was written), after a line saying how
+    many are already in; when none is left, the stored rows are printed instead."""
+    todo = plan_runs(out, list(keys), config, replace, defaults)
     print(f"{what}: {len(keys)} runs, {len(keys) - len(todo)} already in {out}")
     if not todo:
         _show_stored(out, keys)
@@ -416,7 +424,8 @@ def run_video(method: str, dataset: str = "ucsd_ped2", seeds=(0,), *, quick: boo
     variant = _variant_name(variant, protocol)
     config = _config(cls, params, quick, max_train)
     keys = {run_key(cls.name, dataset, 0, s, variant, quick): s for s in seeds}
-    todo = [keys[k] for k in _pending(out, keys, config, replace, f"{cls.name} on {dataset}")]
+    todo = [keys[k] for k in _pending(out, keys, config, replace, _defaults(cls),
+                                      f"{cls.name} on {dataset}")]
     if not todo:
         return out
     base = provenance()
@@ -525,7 +534,7 @@ def run_transfer(method: str, source: str, target: str, rates=TRANSFER_RATES, se
     key = lambda c, s, r: run_key(cls.name, task, c, s, f"{variant}@rate={r}", quick)  # noqa: E731
     grid = [(c, s) for c in normal_classes for s in seeds]
     keys = [key(c, s, r) for c, s in grid for r in rates]
-    pending = set(_pending(out, keys, config, replace,
+    pending = set(_pending(out, keys, config, replace, _defaults(cls),
                            f"{cls.name} ({variant}) on {source} -> {target}"))
     todo = [(c, s) for c, s in grid if any(key(c, s, r) in pending for r in rates)]
     if not todo:
@@ -573,7 +582,7 @@ def _run_video_transfer(cls, mode, source, target, seeds, params, variant, out, 
                          f", got {source} -> {target}")
     task = f"{source}2{target}"
     keys = {run_key(cls.name, task, 0, s, variant, quick): s for s in seeds}
-    todo = [keys[k] for k in _pending(out, keys, config, replace,
+    todo = [keys[k] for k in _pending(out, keys, config, replace, _defaults(cls),
                                       f"{cls.name} ({variant}) on {source} -> {target}")]
     if not todo:
         return out

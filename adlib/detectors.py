@@ -409,14 +409,19 @@ class BaseDeepDetector(BaseDetector):
         return self
 
     def track(self, X, y) -> "BaseDeepDetector":
-        """Record, after every epoch of the next ``fit``, the AUROC of the current weights on
-        ``X`` (``N x C x H x W``) with labels ``y`` (1 = anomaly) as ``track_auroc`` in
-        ``history_``.
+        """Record, after every epoch of every later ``fit``, the AUROC of the current weights
+        on ``X`` (``N x C x H x W``) with labels ``y`` (1 = anomaly) as ``track_auroc`` in
+        ``history_``; ``track(None, None)`` turns it off and lets ``X`` go.
 
-        It only watches: the kept epoch, the threshold and every choice ignore it. Meant for a
-        development split (training images only, :func:`adlib.protocols.development_split`),
-        to see what the epoch budget does to real anomalies beside the validation metric;
-        ``bench --dev`` sets it. ``track(None, None)`` turns it off.
+        It only watches: the kept epoch, the threshold and every choice ignore it (its scoring
+        time counts in ``fit_seconds_``). The score is ``batch_scores`` as it stands during
+        training: for a detector that picks its score after training (ALPS), the default one
+        (ALPS' plain score). Meant for a development split (training images only,
+        :func:`adlib.protocols.development_split`), to see what the epoch budget does to real
+        anomalies beside the validation metric; ``bench --dev`` sets it.
+
+        Raises:
+            ValueError: ``y`` is not one 0/1 label per image, or lacks one of the two labels.
         """
         if X is None:
             self.tracked_ = None

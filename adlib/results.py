@@ -105,15 +105,29 @@ def config_diff(old: dict, new: dict, prefix: str = "") -> list[str]:
     return out
 
 
+def _with_defaults(old: dict, defaults: dict | None, new: dict) -> dict:
+    """A stored configuration ``old`` with the parameters it does not record, and ``new``
+    does, taken from ``defaults``."""
+    if not defaults or "params" not in old:
+        return old
+    missing = {k: v for k, v in defaults.items()
+               if k in new.get("params", {}) and k not in old["params"]}
+    return {**old, "params": {**missing, **old["params"]}}
+
+
 def plan_runs(path: str | os.PathLike, keys: list[str], config: dict,
-              replace: bool = False) -> list[str]:
+              replace: bool = False, defaults: dict | None = None) -> list[str]:
     """The keys of ``keys`` still to run against the results file ``path``.
 
     A key whose row holds ``config`` is done (skipped); a key without a row is to run. A key
     whose row holds another configuration raises :class:`ConfigMismatchError` naming what
-    differs and the way out. ``replace=True`` runs every key again (a stored row of either
-    configuration is then replaced by :func:`append_row` with ``replace=True``): the way to
-    redo a grid after a change of the code rather than of the configuration.
+    differs and the way out. A parameter the row does not record (the detector gained it
+    later) counts as its value in ``defaults`` (the class's constructor defaults): a new
+    parameter keeps the old behaviour at its default, and a change of behaviour raises the
+    detector's ``revision`` instead, which does clash. ``replace=True`` runs every key again (a
+    stored row of either configuration is then replaced by :func:`append_row` with
+    ``replace=True``): the way to redo a grid after a change of the code rather than of the
+    configuration.
     """
     if replace:
         return list(keys)
@@ -122,7 +136,7 @@ def plan_runs(path: str | os.PathLike, keys: list[str], config: dict,
     for key in keys:
         if key not in rows:
             todo.append(key)
-        elif diff := config_diff(row_config(rows[key]), config):
+        elif diff := config_diff(_with_defaults(row_config(rows[key]), defaults, config), config):
             clashes.append((rows[key], diff))
     if clashes:
         first, diff = clashes[0]

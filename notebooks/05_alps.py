@@ -440,12 +440,14 @@ both = load_results(path) if path.exists() else pd.DataFrame()
 if not both.empty:
     both = both[(~both["quick"]) & both["variant"].isin(["default", "default+selection=paper"])]
     both = both.assign(protocol=np.where(both["variant"] == "default", "clean", "paper"))
-    both = both[both["seed"].isin(both[both["protocol"] == "paper"]["seed"].unique())]
+    paired = set(zip(*both[both["protocol"] == "paper"][["normal_class", "seed"]].values.T))
+    both = both[[pair in paired for pair in zip(both["normal_class"], both["seed"])]]
 if both.empty or both["protocol"].nunique() < 2:
     print("No paper-protocol ALPS rows are committed yet; the command above makes them.")
-else:
+else:  # the same (class, seed) runs under both protocols
     protocols = per_class_table(both, by="protocol")
-    protocols.index = [f"ALPS (ours, {p} selection)" for p in protocols.index]
+    print("seeds per protocol:", protocols["seeds"].to_dict())
+    protocols.index = [f"ALPS, {p} selection" for p in protocols.index]
     display(beside_paper(protocols, "mnist", rows=["ALPS (thesis)"], table=THESIS_TABLE_3_1))
     paper_rows = both[both["protocol"] == "paper"]
     print("seeds", sorted(both["seed"].unique()), "| score chosen under the paper protocol:",

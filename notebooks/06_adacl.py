@@ -300,11 +300,12 @@ if curve_rows:
                           "development AUROC at best": 100 * max(
                               h["track_auroc"] for h in r["history"])} for r in curve_rows])
     display(kept.set_index("digit").round(2).T)
-    best_budget = int(mean_curve["development AUROC (real anomalies)"].idxmax())
-    print(f"mean development AUROC: {mean_curve.iloc[0, 1]:.2f} after epoch 1, "
-          f"{mean_curve.iloc[:, 1].max():.2f} at its best (epoch {best_budget}), "
-          f"{mean_curve.iloc[-1, 1]:.2f} after epoch {len(mean_curve)}; the validation AUROC "
-          f"rises from {mean_curve.iloc[0, 0]:.2f} to {mean_curve.iloc[-1, 0]:.2f}.")
+    dev_mean = mean_curve["development AUROC (real anomalies)"]
+    val_mean = mean_curve["validation AUROC (made anomalies)"]
+    print(f"mean development AUROC: {dev_mean.iloc[0]:.2f} after epoch 1, {dev_mean.max():.2f} "
+          f"at its best (epoch {int(dev_mean.idxmax())}), {dev_mean.iloc[-1]:.2f} after epoch "
+          f"{len(dev_mean)}; the mean validation AUROC goes from {val_mean.iloc[0]:.2f} to "
+          f"{val_mean.iloc[-1]:.2f}.")
 else:
     print("The development curves are not committed yet (command above).")
 
@@ -462,11 +463,13 @@ for dataset in ["mnist", "fashion_mnist", "cifar10"]:
     if older.exists():  # the revision-1 rows, shown as a row of their own
         rev1 = load_results(older)
         rev1 = rev1[(~rev1["quick"]) & (rev1["variant"] == "default")]
-        full = pd.concat([full.assign(method="ADACL (ours, revision 2)"),
-                          rev1.assign(method="ADACL (ours, revision 1: 180-degree mix-up, "
+        full = pd.concat([full.assign(method="ADACL, revision 2"),
+                          rev1.assign(method="ADACL, revision 1 (180-degree mix-up, "
                                       "10 epochs)")])
-    print(f"{dataset}: seeds {sorted(int(s) for s in full['seed'].unique())}, {len(full)} runs, commits "
-          f"{sorted(full['commit'].str[:8].unique())}, source: {full['protocol'].iloc[0]['source']}")
+    print(f"{dataset}, source: {full['protocol'].iloc[0]['source']}")
+    for method, rows in full.groupby("method"):
+        print(f"  {method}: seeds {sorted(int(s) for s in rows['seed'].unique())}, {len(rows)} "
+              f"runs, commits {sorted(rows['commit'].str[:8].unique())}")
     display(beside_paper(per_class_table(full), dataset,
                          rows=["DSVDD", "OCGAN", "LSA", "ADACL (thesis)"]
                          if dataset != "cifar10" else ["DSVDD", "OCGAN", "DROCC", "ADACL (thesis)"]))

@@ -244,6 +244,7 @@ def test_invalid_intervals_raise_on_fit(params):
     ({"augmentations": ()}, "none given"),
     ({"labels": "binary"}, "labels"),
     ({"loss": "l1"}, "loss"),
+    ({"loss": "bce", "clip_in_training": False}, "clip_in_training=True"),
 ])
 def test_invalid_options_raise_on_fit(params, match):
     with pytest.raises(ValueError, match=match):

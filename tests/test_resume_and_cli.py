@@ -121,6 +121,38 @@ def test_plan_runs_on_a_legacy_row(tmp_path):
     assert plan_runs(path, ["k", "j"], config, replace=True) == ["k", "j"]  # redo all
 
 
+@pytest.mark.parametrize("kind", ["legacy", "config"])
+def test_a_parameter_added_later_resumes_at_its_default_and_clashes_otherwise(tmp_path, kind):
+    path = tmp_path / "r.jsonl"
+    row = ({"params": {"a": 1}, "protocol": {"max_train": None, "max_test": None}}
+           if kind == "legacy" else {"config": run_config({"a": 1}, revision=2)})
+    append_row(path, {"key": "k", **row})
+    defaults = {"a": 0, "new": [3, 5], "seed": 0}
+    revision = 1 if kind == "legacy" else 2
+    at_default = run_config({"a": 1, "new": [3, 5]}, revision=revision)
+    assert plan_runs(path, ["k"], at_default, defaults=defaults) == []
+    with pytest.raises(ConfigMismatchError, match=r"params.new: \[3, 5\] -> \[4, 5\]"):
+        plan_runs(path, ["k"], run_config({"a": 1, "new": [4, 5]}, revision=revision),
+                  defaults=defaults)
+    with pytest.raises(ConfigMismatchError, match="not recorded"):  # without the defaults
+        plan_runs(path, ["k"], at_default)
+    with pytest.raises(ConfigMismatchError, match="revision"):  # a new revision still clashes
+        plan_runs(path, ["k"], run_config({"a": 1, "new": [3, 5]}, revision=revision + 1),
+                  defaults=defaults)
+
+
+def test_committed_rows_resume_after_their_detector_gained_parameters():
+    """ALPS gained kernel_size and betas after these rows were made."""
+    from adlib import bench
+    for method, name in [("alps", "alps_mnist.jsonl")]:
+        path = bench.REPO / "results" / name
+        rows = [r for r in read_rows(path) if r["variant"] == "default" and not r["quick"]]
+        cls, params, _ = bench._prepare(method, "mnist", {}, False, path)
+        config = bench._config(cls, params, False)
+        assert rows and plan_runs(path, [r["key"] for r in rows], config,
+                                  defaults=bench._defaults(cls)) == []
+
+
 def test_append_row_replace_is_atomic_and_keeps_the_others(tmp_path):
     path = tmp_path / "r.jsonl"
     for key in "abc":

@@ -253,6 +253,9 @@ class ADACL(BaseDeepDetector):
             raise ValueError(f"labels={self.labels!r}: use 'continuous' or 'discrete'")
         if self.loss not in ("mse", "bce"):
             raise ValueError(f"loss={self.loss!r}: use 'mse' or 'bce'")
+        if self.loss == "bce" and not self.clip_in_training:
+            raise ValueError("loss='bce' needs an output in (0, 1): use clip_in_training=True "
+                             "with it, or loss='mse'")
 
     def build_network(self, input_shape):
         self._validate_params()

@@ -31,10 +31,10 @@ Choices the thesis leaves open, and what we chose (named in the notebook too):
   size, so 16x16, 28x28 and 32x32 inputs (and any side >= 4) work. The distorter is a second
   encoder of the same layout. The widths are small so that a full benchmark fits a CPU;
 * the lab's capacity and optimiser (its closest public code, ``jewelltaylor/OLED``; see
-  ``../shared/REFERENCES.md``) are parameters: ``widths=(64, 96, 128), kernel_size=5,
-  latent_dim=64, lr=5e-4, betas=(0.5, 0.9)`` (variant ``lab`` in ``results/``). It costs
-  about 7 times our default per step on a CPU (13x the parameters: 2.8M against 0.21M), so a
-  full 10-class grid is a GPU job. The lab's inputs in [-1, 1] with a tanh output are our
+  ``../shared/REFERENCES.md``) are parameters: ``--variant lab --set widths=64,96,128
+  kernel_size=5 latent_dim=64 lr=5e-4 betas=0.5,0.9``. It costs about 7 times our default
+  per step on a CPU (13x the parameters: 2.8M against 0.21M), so a full 10-class grid is a
+  GPU job, not run yet. The lab's inputs in [-1, 1] with a tanh output are our
   [0, 1] with a sigmoid in another coordinate: ``tanh(a) = 2 sigmoid(2a) - 1``, so the last
   layer absorbs the change and the MSE is 4 times ours, a factor Adam ignores; only the first
   convolution's zero padding differs (black here, mid-grey there). We keep [0, 1];
@@ -102,10 +102,10 @@ MODES = ("alps", "noise", "vanilla")
 class ConvEncoder(nn.Module):
     """Four convolutions and a global average pooling: ``C x H x W`` images to ``latent_dim``.
 
-    Four ``kernel_size`` (odd; 3 by default, 5 in the lab's code) stride-2 convolutions (the first three with batch normalisation and a leaky ReLU,
-    the last linear, to ``latent_dim`` channels), averaged over space. Each halves the side
-    (rounding up), so any side works. Used for the autoencoder's encoder and for the
-    Adversarial Distorter (section 3.3.1).
+    Four ``kernel_size`` (odd; 3 by default, 5 in the lab's code) stride-2 convolutions (the
+    first three with batch normalisation and a leaky ReLU, the last linear, to ``latent_dim``
+    channels), averaged over space. Each halves the side (rounding up), so any side works. Used
+    for the autoencoder's encoder and for the Adversarial Distorter (section 3.3.1).
     """
 
     def __init__(self, in_channels: int = 1, latent_dim: int = 16, widths: tuple = (16, 32, 64),
@@ -128,8 +128,9 @@ class ConvDecoder(nn.Module):
 
     The dense layer maps to ``w2 x ceil(H/4) x ceil(W/4)``; transposed convolutions of
     ``w2, w1, w1, w0, w0, C`` channels follow, the 2nd and 4th 4x4 with stride 2 (doubling the
-    side twice), the others ``kernel_size`` x ``kernel_size`` with stride 1; batch normalisation and leaky ReLU between, a
-    sigmoid at the end (inputs in [0, 1]). A side that is not a multiple of 4 is centre-cropped.
+    side twice), the others ``kernel_size`` x ``kernel_size`` with stride 1; batch
+    normalisation and leaky ReLU between, a sigmoid at the end (inputs in [0, 1]). A side that
+    is not a multiple of 4 is centre-cropped.
     """
 
     def __init__(self, out_channels: int = 1, size: tuple = (28, 28), latent_dim: int = 16,
