@@ -44,7 +44,7 @@ from .protocols import (SELECTIONS, anomaly_class, development_split, one_class,
 from .registry import available_detectors, detector_class, get_detector
 from .results import (append_row, load_results, per_class_table, plan_runs, run_config,
                       run_key)
-from .training import count_parameters
+from .training import count_parameters, to_builtin
 from .video import (PATCH_MIN_OVERLAP, VIDEO_DATASETS, frame_metrics, frame_scores, load_ucsd,
                     motion_in_test_clips, patch_labels, patch_metrics, score_clips,
                     score_cuboid_clips, ucsd_patches, ucsd_transfer)
@@ -124,11 +124,18 @@ def provenance() -> dict:
 
 
 def _jsonable(value):
+    """``value`` as a results row stores it: numpy scalars as numbers, tuples as lists, any
+    other object by its ``repr``."""
+    value = to_builtin(value)
     if isinstance(value, (tuple, list)):
         return [_jsonable(v) for v in value]
-    if isinstance(value, (np.integer, np.floating)):
-        return value.item()
     return value if isinstance(value, (int, float, str, bool, type(None), dict)) else repr(value)
+
+
+def _stored_params(detector) -> dict:
+    """A detector's parameters exactly as a results row stores them (after a JSON round
+    trip), so that a grid's configuration compares equal to the rows it wrote."""
+    return json.loads(json.dumps({k: _jsonable(v) for k, v in detector.get_params().items()}))
 
 
 def run_one(method: str, split, seed: int, params: dict, quick: bool, verbose: bool,
@@ -215,7 +222,7 @@ def n_params(detector) -> int | None:
 
 def _training_record(detector) -> dict:
     """What a results row keeps of a fitted detector: parameters, epochs, history."""
-    out = {"params": {k: _jsonable(v) for k, v in detector.get_params().items()},
+    out = {"params": _stored_params(detector),
            "n_params": n_params(detector)}
     for attr in ("epochs_run_", "best_epoch_"):
         if hasattr(detector, attr):
@@ -368,16 +375,14 @@ def _config(cls, params: dict, quick: bool, max_train=None, max_test=None,
             outlier_ratios=()) -> dict:
     """The configuration of the runs of a grid (:func:`adlib.results.run_config`), with the
     detector's effective parameters after its defaults, as JSON will store them."""
-    built = _built(cls.name, 0, params, quick, verbose=False)
-    effective = {k: _jsonable(v) for k, v in built.get_params().items()}
+    effective = _stored_params(_built(cls.name, 0, params, quick, verbose=False))
     return json.loads(json.dumps(run_config(effective, max_train, max_test, outlier_ratios,
                                             cls.revision)))
 
 
 def _defaults(cls) -> dict:
     """The constructor defaults of a detector class, as JSON stores them."""
-    built = cls()
-    return json.loads(json.dumps({k: _jsonable(v) for k, v in built.get_params().items()}))
+    return _stored_params(cls())
 
 
 def _pending(out: Path, keys, config: dict, replace: bool, defaults: dict, what: str) -> list:

@@ -237,13 +237,13 @@ gap.round(2).to_frame()
 # The committed full runs record the validation AUROC of every epoch, so the same gap can be
 # read for every class: the kept epoch's validation AUROC beside the test AUROC, mean over
 # seeds, per code revision and epoch budget. They live in `results/adacl_mnist.jsonl` (the
-# default: revision 2, 4 epochs), `adacl_mnist_rev2_e30.jsonl` (revision 2, the 30-epoch budget
-# it replaced) and `adacl_mnist_rev1.jsonl` (revision 1, whose mix-up still drew 180-degree
-# rotations, 10 epochs).
+# default: revision 3, which regresses the raw output, 2 epochs), `adacl_mnist_rev2.jsonl`
+# (revision 2, clipped output, 4 epochs), `adacl_mnist_rev2_e30.jsonl` (revision 2, the
+# 30-epoch budget that one replaced) and `adacl_mnist_rev1.jsonl` (revision 1, whose mix-up
+# still drew 180-degree rotations, 10 epochs).
 
 # %%
-bench_paths = [RESULTS / "adacl_mnist_rev1.jsonl", RESULTS / "adacl_mnist_rev2_e30.jsonl",
-               RESULTS / "adacl_mnist.jsonl"]
+bench_paths = [*sorted(RESULTS.glob("adacl_mnist_rev*.jsonl")), RESULTS / "adacl_mnist.jsonl"]
 stored = [r for path in bench_paths if path.exists() for r in read_rows(path)
           if not r["quick"] and r["variant"] == "default"]
 if stored:

@@ -327,11 +327,15 @@ def test_unclipped_scores_keep_the_order_and_break_the_ties():
     np.testing.assert_allclose(raw[inside], clipped[inside], atol=1e-6)
 
 
-@pytest.mark.parametrize("clip_in_training, has_gradient", [(True, False), (False, True)])
+@pytest.mark.parametrize("clip_in_training, loss, has_gradient", [
+    (True, "mse", False), (False, "mse", True),
+    (None, "mse", True),   # the default (revision 3): MSE regresses the raw output
+    (None, "bce", False),  # BCE needs an output in (0, 1), so the default clips for it
+])
 def test_an_output_past_the_bounds_gets_a_gradient_only_when_trained_unclipped(
-        clip_in_training, has_gradient):
+        clip_in_training, loss, has_gradient):
     X = ramp_images(16, side=12)
-    det = ADACL(num_epochs=1, batch_size=8, seed=0, verbose=False,
+    det = ADACL(num_epochs=1, batch_size=8, seed=0, verbose=False, loss=loss,
                 clip_in_training=clip_in_training).fit(X)
     with torch.no_grad():  # every output at 2: clipped, all sit at the upper bound
         det.network_.head[-1].weight.zero_()

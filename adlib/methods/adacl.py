@@ -33,7 +33,7 @@ Choices the thesis leaves open, and what we chose (named in the notebook too):
 * the cyclic learning rate is ``torch.optim.lr_scheduler.CyclicLR`` (triangular, from lr/10 to lr,
   one half-cycle per epoch); the validation normals come from the protocol's held-out split, so
   they are never training images (the thesis says only "150 randomly selected samples");
-* the epoch budget on MNIST is 4, chosen on the development split (``--dev``: training images
+* the epoch budget on MNIST was 4 in revision 2, chosen on the development split (``--dev``: training images
   only) in two steps. First (digits 2, 5, 9, seed 0): mean development AUROC 94.48 at 10
   epochs, 95.14 at 30, 93.22 with batch 128, 79.3 with widths 64-128-256-256 (digit 9
   collapsed: every output clipped to the same bound, AUROC 50); the raw unclipped score ranks
@@ -49,11 +49,19 @@ Choices the thesis leaves open, and what we chose (named in the notebook too):
   4, ..., 10; the validation set prefers the even ones too.
   Rows: ``results/adacl_dev_mnist.jsonl``; the 30-epoch test rows:
   ``results/adacl_mnist_rev2_e30.jsonl``;
-* training regresses the *clipped* output by default, our reading of section 4.3.2. Clipping
-  passes no gradient past 0 or 1, so a network whose outputs all start beyond one bound never
-  learns: MNIST digit 6, seed 2, stayed at AUROC 50 (every output 0; the wide variant's digit 9
-  too). ``clip_in_training=False`` regresses the raw output and clips only the score; it is
-  not yet compared on the development split.
+* training regresses the *raw* output with the MSE loss and clips only the score (revision 3;
+  ``clip_in_training``). Revision 2 regressed the clipped output, our first reading of section 4.3.2;
+  clipping passes no gradient past 0 or 1, so a network whose outputs all start beyond one
+  bound never learns: MNIST digit 6, seed 2, stayed at AUROC 50 (every output 0; the wide
+  variant's digit 9 too). On the development split (all ten digits, seed 0, 12 epochs tracked;
+  variant ``r2-rawtrain-curve``) the raw regression scores, for the epoch the validation set
+  keeps within B epochs, 95.33 (B = 2), 94.20 (4), 93.99 (6), 94.69 (8), against 94.61, 94.89,
+  94.56, 94.77 for the clipped one: the same within one seed's noise, without the dead
+  network. Its best budget there is 2 epochs, the MNIST default of revision 3;
+* no epoch choice closes the gap to the thesis: the best epoch per digit picked *with* the
+  development labels (an oracle) averages 96.37 (clipped, 20 epochs) and 96.49 (raw, 12), below
+  the thesis' 98.01 and 97.42. The difference lies in what the regressor learns (see the
+  chapter's "What the regressor misses"), not in when training stops.
 """
 from __future__ import annotations
 
@@ -220,22 +228,26 @@ class ADACL(BaseDeepDetector):
         widths, hidden: the regressor's convolution widths and hidden dense units.
         clip_scores: score with the clipped output (default, as trained) or the raw one, which
             breaks ties at 0 and 1 (for video, where frames take their highest patch score).
-        clip_in_training: regress the labels with the clipped output (default, our reading of
-            section 4.4) or with the raw one (the output is clipped only when scored).
+        clip_in_training: regress the labels with the raw output, clipping it only when scored
+            (``False``), or with the clipped one (``True``, revision 2's choice; it can leave a
+            network stuck beyond a bound with no gradient). ``None`` (default since revision 3)
+            lets the loss decide: raw for ``"mse"``, clipped for ``"bce"``, which needs an
+            output in (0, 1).
         Other arguments: see :class:`adlib.detectors.BaseDeepDetector`.
     """
 
-    default_epochs = {None: 10, "mnist": 4, "fashion_mnist": 10, "cifar10": 15}
+    default_epochs = {None: 10, "mnist": 2, "fashion_mnist": 10, "cifar10": 15}
     quick_epochs = 2
     notebook = "06_adacl"
-    #: 2: the mix-up rotates by 90 or 270 degrees only (revision 1 also drew 180)
-    revision = 2
+    #: 2: the mix-up rotates by 90 or 270 degrees only (revision 1 also drew 180);
+    #: 3: training regresses the raw output (``clip_in_training=False``), MNIST budget 2 epochs
+    revision = 3
 
     def __init__(self, augmentations: tuple = tuple(AUGMENTATIONS),
                  normal_interval: tuple = (0.0, 0.3), anomaly_interval: tuple = (0.7, 1.0),
                  labels: str = "continuous", loss: str = "mse", n_val: int = 150,
                  widths: tuple = (32, 64, 128, 128), hidden: int = 64,
-                 clip_scores: bool = True, clip_in_training: bool = True, **kwargs):
+                 clip_scores: bool = True, clip_in_training: bool | None = None, **kwargs):
         kwargs.setdefault("batch_size", 64)
         kwargs.setdefault("lr", 1e-3)
         kwargs.setdefault("patience", 4)
@@ -268,7 +280,7 @@ class ADACL(BaseDeepDetector):
             raise ValueError(f"labels={self.labels!r}: use 'continuous' or 'discrete'")
         if self.loss not in ("mse", "bce"):
             raise ValueError(f"loss={self.loss!r}: use 'mse' or 'bce'")
-        if self.loss == "bce" and not self.clip_in_training:
+        if self.loss == "bce" and self.clip_in_training is False:
             raise ValueError("loss='bce' needs an output in (0, 1): use clip_in_training=True "
                              "with it, or loss='mse'")
 
@@ -305,11 +317,12 @@ class ADACL(BaseDeepDetector):
         return torch.cat([batch, made]), y.to(batch.device)
 
     def training_loss(self, batch):
-        """MSE (or BCE) between the sampled labels and the output: the clipped output by
-        default; the raw one with ``clip_in_training=False``, so that an output past 0 or 1
-        still gets a gradient (a clipped output there gets none and can stay stuck)."""
+        """MSE (or BCE) between the sampled labels and the output: by default the raw output
+        for MSE, so that an output past 0 or 1 still gets a gradient (a clipped output there
+        gets none and can stay stuck), and the clipped one for BCE (``clip_in_training``)."""
         x, y = self.training_batch(batch)
-        pred = self.network_(x) if self.clip_in_training else self.network_.regress(x)
+        clip = self.loss == "bce" if self.clip_in_training is None else self.clip_in_training
+        pred = self.network_(x) if clip else self.network_.regress(x)
         if self.loss == "bce":
             return nn.functional.binary_cross_entropy(pred.clamp(1e-6, 1 - 1e-6), y)
         return nn.functional.mse_loss(pred, y)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import time
 
 import numpy as np
-import torch
 from torch import nn
 from sklearn.decomposition import PCA
 from sklearn.ensemble import IsolationForest
