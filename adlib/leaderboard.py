@@ -97,8 +97,20 @@ def entry_rows(df: pd.DataFrame, dataset: str, entries=ENTRIES) -> pd.DataFrame:
             parts.append(df[mask].assign(label=e.label, kind=e.kind))
     if not parts:
         return df.iloc[:0]
-    rows = pd.concat(parts, ignore_index=True)  # a run repeated in two files counts once
-    return rows.drop_duplicates("key", keep="last") if "key" in rows else rows
+    rows = pd.concat(parts, ignore_index=True)
+    if "key" not in rows:
+        return rows
+    # a run repeated in two files counts once: the newest code revision, then the latest row
+    order = pd.DataFrame({"revision": [_revision(c) for c in rows.get("config", [None] * len(rows))],
+                          "finished": rows.get("finished", pd.Series("", index=rows.index))
+                          .fillna("").astype(str)}, index=rows.index)
+    newest = order.sort_values(["revision", "finished"], kind="stable").index
+    return rows.loc[newest].drop_duplicates("key", keep="last").sort_index()
+
+
+def _revision(config) -> int:
+    """The code revision a row records in its ``config`` (1 when it records none)."""
+    return int(config.get("revision", 1)) if isinstance(config, dict) else 1
 
 
 def leaderboard(df: pd.DataFrame, dataset: str, entries=ENTRIES) -> pd.DataFrame:

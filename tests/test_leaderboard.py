@@ -53,6 +53,19 @@ def test_a_run_repeated_in_two_files_counts_once():
     assert lb.leaderboard(twice, "mnist", ENTRIES).loc["A", 0] == pytest.approx(60.0)
 
 
+def test_a_repeated_run_counts_at_its_newest_revision_whatever_the_file_order():
+    df = frame()
+    old = df.iloc[:1].assign(auroc=0.5, config=[{"revision": 2}], finished="2026-11-29T10")
+    new = df.iloc[:1].assign(auroc=0.7, config=[{"revision": 3}], finished="2026-11-29T09")
+    for parts in ([df.iloc[1:], new, old], [df.iloc[1:], old, new]):  # files read in any order
+        table = lb.leaderboard(pd.concat(parts, ignore_index=True), "mnist", ENTRIES)
+        assert table.loc["A", 0] == pytest.approx(70.0)  # seeds 0.7, 0.7 (revision 2: 60)
+    legacy = df.iloc[:1].assign(auroc=0.5)  # no config: revision 1, older than revision 3
+    table = lb.leaderboard(pd.concat([df.iloc[1:], new, legacy], ignore_index=True), "mnist",
+                           ENTRIES)
+    assert table.loc["A", 0] == pytest.approx(70.0)
+
+
 def test_ranks_skip_incomplete_entries_and_average_ties():
     table = lb.leaderboard(frame(), "mnist", ENTRIES)
     ranks = lb.class_ranks(table)
