@@ -273,8 +273,12 @@ else:
 #
 # ```
 # python -m adlib bench adacl --dataset mnist --classes all --seeds 0 --dev \
-#     --out results/adacl_dev_mnist.jsonl --variant r2-curve --set num_epochs=20 patience=None
+#     --out results/adacl_dev_mnist.jsonl --variant r2-curve --set num_epochs=20 patience=None \
+#     clip_in_training=True
 # ```
+#
+# The same with `--variant r2-rawtrain-curve --set clip_in_training=False num_epochs=12` gives
+# the curves of revision 3, which regresses the raw output; the budget plot shows both.
 
 # %%
 curve_rows = [r for r in read_rows(RESULTS / "adacl_dev_mnist.jsonl")
@@ -310,17 +314,27 @@ if curve_rows:
         first = history[:budget]
         return 100 * max(first, key=lambda h: h["val_metric"])["track_auroc"]
 
-    budgets = range(1, min(len(r["history"]) for r in curve_rows) + 1)
-    by_budget = pd.DataFrame({b: [kept_at(r["history"], b) for r in curve_rows]
-                              for b in budgets}, index=[r["normal_class"] for r in curve_rows])
+    # revision 2 regresses the clipped output, revision 3 the raw one (variant r2-rawtrain-curve)
+    variants = {"clipped output (revision 2)": curve_rows,
+                "raw output (revision 3)": [r for r in read_rows(RESULTS / "adacl_dev_mnist.jsonl")
+                                            if r["variant"] == "r2-rawtrain-curve+dev"]}
     fig, ax = plt.subplots(figsize=(6.5, 3.5))
-    ax.plot(list(budgets), by_budget.mean(), marker="o")
+    for name, runs in variants.items():
+        if not runs:
+            continue
+        budgets = range(1, min(len(r["history"]) for r in runs) + 1)
+        by_budget = pd.DataFrame({b: [kept_at(r["history"], b) for r in runs]
+                                  for b in budgets}, index=[r["normal_class"] for r in runs])
+        ax.plot(list(budgets), by_budget.mean(), marker="o", label=name)
+        oracle = np.mean([100 * max(h["track_auroc"] for h in r["history"]) for r in runs])
+        print(f"{name}: mean development AUROC of the kept epoch, by budget: "
+              + ", ".join(f"{b}: {v:.2f}" for b, v in by_budget.mean().items())
+              + f"; best epoch per digit picked with the labels (an oracle): {oracle:.2f}")
     ax.set(title="ADACL: development AUROC of the epoch kept, by epoch budget",
            xlabel="epoch budget (the validation set keeps its best epoch among these)",
            ylabel="mean development AUROC (%)")
+    ax.legend()
     plt.show()
-    print("mean development AUROC of the kept epoch, by budget: "
-          + ", ".join(f"{b}: {v:.2f}" for b, v in by_budget.mean().items()))
     dev_mean = mean_curve["development AUROC (real anomalies)"]
     val_mean = mean_curve["validation AUROC (made anomalies)"]
     print(f"mean development AUROC: {dev_mean.iloc[0]:.2f} after epoch 1, {dev_mean.max():.2f} "
@@ -614,16 +628,21 @@ else:
 #   prefers the others.
 # * **Validation set**: 150 normals held out from training (never trained on) and one made
 #   anomaly each; early stopping with patience 4 on their AUROC, keeping the best epoch.
-# * **Epoch budget**: 4 epochs on MNIST, chosen on the development split (training images only;
-#   "Over the epochs" above). The thesis gives no number beyond "less than 10 epochs". The
-#   longer the regressor trains, the better it separates made anomalies and the worse, past
-#   about 10 epochs, real ones: our 30-epoch runs scored 92.81 on the test set against the
-#   4-epoch default's (Table 4.1 below).
-# * **A collapsed run**: the clipped output passes no gradient past 0 or 1, so a network whose
-#   outputs all start beyond a bound never learns. In our 30 default runs this happened once
-#   (digit 6, seed 2: AUROC 50, every output 0); it is in the table as measured. Regressing the
-#   raw output and clipping only the score (`clip_in_training=False`) avoids it by design; it
-#   has not yet been compared on the development split.
+# * **Epoch budget**: 2 epochs on MNIST (revision 3; revision 2 used 4), chosen on the
+#   development split (training images only; "Over the epochs" above). The thesis gives no
+#   number beyond "less than 10 epochs". The longer the regressor trains, the better it
+#   separates made anomalies and the worse, past about 10 epochs, real ones: our 30-epoch runs
+#   scored 92.81 on the test set (Table 4.1 below).
+# * **Raw output in training** (revision 3): the thesis clips the output to [0, 1]; revision 2
+#   regressed the clipped output, which passes no gradient past 0 or 1, so a network whose
+#   outputs all start beyond a bound never learns. In its 30 default runs this happened once
+#   (digit 6, seed 2: AUROC 50, every output 0). Revision 3 regresses the raw output with the
+#   MSE and clips only the score: on the development split it scores the same within noise
+#   (95.33 at 2 epochs against 94.61; 94.20 at 4 against 94.89), and on the test set 94.91
+#   over 30 runs (lowest 87.74) against revision 2's 92.72.
+# * **The gap that remains** is not the stopping epoch: choosing, per digit, the epoch with the
+#   best development AUROC -- peeking at the development labels -- averages 96.37 (clipped)
+#   and 96.12 (raw), still below the thesis' 97.42 / 98.01.
 # * **CIFAR-10** is the JPEG copy (quality 75) of the offline data, not the original batches.
 # * The thesis reports one number per class without saying how many runs; we report the mean
 #   over seeds and the spread between seeds.
