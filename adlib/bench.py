@@ -114,7 +114,9 @@ def provenance() -> dict:
         "command": " ".join(shlex.quote(a) for a in ["python", "-m", "adlib", *sys.argv[1:]]),
         # ADLIB_COMMIT names the commit where the checkout has no git (a copied working tree)
         "commit": os.environ.get("ADLIB_COMMIT") or _git("rev-parse", "HEAD"),
-        "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        # uncommitted edits of the code; results/ is output (a queue of grids appends to it)
+        "dirty": bool(_git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                           ":(exclude)results")),
         "versions": {"adlib": __version__, "python": platform.python_version(),
                      "torch": torch.__version__, "torchvision": torchvision.__version__,
                      "numpy": np.__version__, "sklearn": sklearn.__version__,

@@ -191,6 +191,29 @@ def test_provenance_keys():
     json.dumps(p)  # JSON-serialisable
 
 
+def test_dirty_means_edited_code_not_new_results(tmp_path, monkeypatch):
+    import subprocess
+
+    import adlib.bench as bench
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "m_mnist.jsonl").write_text('{"key": "a"}\n')
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "start")
+    monkeypatch.setattr(bench, "REPO", tmp_path)
+    assert provenance()["dirty"] is False
+    # a grid earlier in a queue appended rows: the code is still the commit's
+    (tmp_path / "results" / "m_mnist.jsonl").write_text('{"key": "a"}\n{"key": "b"}\n')
+    assert provenance()["dirty"] is False
+    (tmp_path / "code.py").write_text("x = 2\n")  # an uncommitted edit of the code
+    assert provenance()["dirty"] is True
+
+
 def test_main_list(capsys):
     assert main(["list"]) == 0
     text = capsys.readouterr().out
