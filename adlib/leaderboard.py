@@ -21,6 +21,7 @@ import pandas as pd
 from scipy import stats
 
 from . import papers
+from .results import row_config
 
 __all__ = ["Entry", "ENTRIES", "entry_rows", "leaderboard", "class_ranks", "average_ranks",
            "nemenyi_cd", "cost_table", "installed", "run_cost"]
@@ -101,16 +102,14 @@ def entry_rows(df: pd.DataFrame, dataset: str, entries=ENTRIES) -> pd.DataFrame:
     if "key" not in rows:
         return rows
     # a run repeated in two files counts once: the newest code revision, then the latest row
-    order = pd.DataFrame({"revision": [_revision(c) for c in rows.get("config", [None] * len(rows))],
-                          "finished": rows.get("finished", pd.Series("", index=rows.index))
-                          .fillna("").astype(str)}, index=rows.index)
+    configs = rows.get("config", pd.Series(None, index=rows.index))
+    order = pd.DataFrame({
+        "revision": [row_config({"config": c} if isinstance(c, dict) else {})["revision"]
+                     for c in configs],
+        "finished": rows.get("finished", pd.Series("", index=rows.index)).fillna("").astype(str),
+    }, index=rows.index)
     newest = order.sort_values(["revision", "finished"], kind="stable").index
     return rows.loc[newest].drop_duplicates("key", keep="last").sort_index()
-
-
-def _revision(config) -> int:
-    """The code revision a row records in its ``config`` (1 when it records none)."""
-    return int(config.get("revision", 1)) if isinstance(config, dict) else 1
 
 
 def leaderboard(df: pd.DataFrame, dataset: str, entries=ENTRIES) -> pd.DataFrame:

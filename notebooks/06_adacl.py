@@ -281,9 +281,9 @@ else:
 # the curves of revision 3, which regresses the raw output; the budget plot shows both.
 
 # %%
-curve_rows = [r for r in read_rows(RESULTS / "adacl_dev_mnist.jsonl")
-              if r["variant"] == "r2-curve+dev" and not r["quick"]] \
-    if (RESULTS / "adacl_dev_mnist.jsonl").exists() else []
+dev_path = RESULTS / "adacl_dev_mnist.jsonl"
+dev_rows = [r for r in read_rows(dev_path) if not r["quick"]] if dev_path.exists() else []
+curve_rows = [r for r in dev_rows if r["variant"] == "r2-curve+dev"]
 if curve_rows:
     curves = pd.DataFrame([{"digit": r["normal_class"], "epoch": h["epoch"] + 1,
                             "validation AUROC (made anomalies)": 100 * h["val_metric"],
@@ -316,7 +316,7 @@ if curve_rows:
 
     # revision 2 regresses the clipped output, revision 3 the raw one (variant r2-rawtrain-curve)
     variants = {"clipped output (revision 2)": curve_rows,
-                "raw output (revision 3)": [r for r in read_rows(RESULTS / "adacl_dev_mnist.jsonl")
+                "raw output (revision 3)": [r for r in dev_rows
                                             if r["variant"] == "r2-rawtrain-curve+dev"]}
     fig, ax = plt.subplots(figsize=(6.5, 3.5))
     for name, runs in variants.items():

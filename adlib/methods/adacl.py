@@ -33,8 +33,8 @@ Choices the thesis leaves open, and what we chose (named in the notebook too):
 * the cyclic learning rate is ``torch.optim.lr_scheduler.CyclicLR`` (triangular, from lr/10 to lr,
   one half-cycle per epoch); the validation normals come from the protocol's held-out split, so
   they are never training images (the thesis says only "150 randomly selected samples");
-* the epoch budget on MNIST was 4 in revision 2, chosen on the development split (``--dev``: training images
-  only) in two steps. First (digits 2, 5, 9, seed 0): mean development AUROC 94.48 at 10
+* the epoch budget on MNIST was 4 in revision 2, chosen on the development split (``--dev``:
+  training images only) in two steps. First (digits 2, 5, 9, seed 0): mean development AUROC 94.48 at 10
   epochs, 95.14 at 30, 93.22 with batch 128, 79.3 with widths 64-128-256-256 (digit 9
   collapsed: every output clipped to the same bound, AUROC 50); the raw unclipped score ranks
   exactly as the clipped one. The 30 epochs this chose fell to 92.81 on the test set (seed 0;
@@ -50,8 +50,8 @@ Choices the thesis leaves open, and what we chose (named in the notebook too):
   Rows: ``results/adacl_dev_mnist.jsonl``; the 30-epoch test rows:
   ``results/adacl_mnist_rev2_e30.jsonl``;
 * training regresses the *raw* output with the MSE loss and clips only the score (revision 3;
-  ``clip_in_training``). Revision 2 regressed the clipped output, our first reading of section 4.3.2;
-  clipping passes no gradient past 0 or 1, so a network whose outputs all start beyond one
+  ``clip_in_training``). Revision 2 regressed the clipped output, our first reading of section
+  4.3.2; clipping passes no gradient past 0 or 1, so a network whose outputs all start beyond one
   bound never learns: MNIST digit 6, seed 2, stayed at AUROC 50 (every output 0; the wide
   variant's digit 9 too). On the development split (all ten digits, seed 0, 12 epochs tracked;
   variant ``r2-rawtrain-curve``) the raw regression scores, for the epoch the validation set
