@@ -480,10 +480,12 @@ def _transfer_fit(cls, mode: str, split, seed: int, params: dict, quick: bool, v
                   cache: dict):
     """A detector fitted on ``split`` the way ``mode`` says (see :data:`TRANSFER_MODES`). The
     source-trained model of ``"source"`` and ``"finetune"`` is fitted once and kept in
-    ``cache`` (one per class and seed); ``"finetune"`` fine-tunes a copy of it."""
+    ``cache`` (one per class and seed); ``"finetune"`` fine-tunes a copy of it. A transfer
+    method starts from ``cache["pretrained"]`` when it is there (``pretrain_task``)."""
     detector = _built(cls.name, seed, params, quick, verbose)
     if cls.learning_type == "transfer":
-        return detector.fit(split.X_source, split.X_target, split.X_val)
+        return detector.fit(split.X_source, split.X_target, split.X_val,
+                            init=cache.get("pretrained"))
     if mode in ("source", "finetune") and "source" not in cache:
         cache["source"] = detector.fit(split.X_source, split.X_val)
     if mode == "source":
@@ -503,9 +505,14 @@ def run_transfer(method: str, source: str, target: str, rates=TRANSFER_RATES, se
                  params: dict | None = None, variant: str = "default", out: str | None = None,
                  max_train: int | None = None, max_test: int | None = None, root=None,
                  verify: bool = True, verbose: bool = True, replace: bool = False,
-                 download: bool = False) -> Path:
+                 download: bool = False, pretrain_task: tuple | None = None) -> Path:
     """IWAD's transfer grid (section 4.1, :func:`adlib.protocols.transfer`): one row per
     (normal class, seed, anomaly rate), in ``results/<method>_<source>2<target>.jsonl``.
+
+    ``pretrain_task=(source, target, rate)`` runs a transfer method's stage 1 once per (class,
+    seed) on that task and starts every rate's stage 2 from it: the IWAD authors' protocol,
+    whose digit runs all load the MNIST -> USPS rate-0.25 pretraining (``"paper"`` in the
+    chapter; folded into the variant as ``+pretrain=mnist2usps@0.25``).
 
     A transfer method (``learning_type == "transfer"``, IWAD) is fitted on the source normals and
     the unlabelled target mixture. Every method sees :data:`TRANSFER_PREPROCESS`'s input. Any
@@ -531,13 +538,28 @@ def run_transfer(method: str, source: str, target: str, rates=TRANSFER_RATES, se
         raise ValueError(f"anomaly rates {list(rates)} must lie in (0, 1)")
     variant = variant if mode == "transfer" else (
         mode if variant == "default" else f"{variant}+{mode}")
+    if pretrain_task is not None:
+        if mode != "transfer" or not hasattr(cls, "pretrain"):
+            raise ValueError(f"pretrain_task: {cls.name} has no separate pretraining stage "
+                             "(IWAD has)")
+        p_source, p_target, p_rate = pretrain_task
+        try:
+            p_rate = float(p_rate)
+        except ValueError:
+            raise ValueError(f"pretrain_task: rate {p_rate!r} is not a number") from None
+        if not 0 < p_rate < 1:
+            raise ValueError(f"pretrain_task: rate {p_rate} must lie in (0, 1)")
+        variant = f"{variant}+pretrain={p_source}2{p_target}@{p_rate}"
     config = _config(cls, params, quick, max_train, max_test)
     if source in VIDEO_DATASETS or target in VIDEO_DATASETS:
+        if pretrain_task is not None:
+            raise ValueError("pretrain_task applies to the digit tasks, not to video")
         return _run_video_transfer(cls, mode, source, target, seeds, params, variant, out,
                                    quick, max_train, root, verify, verbose, config, replace,
                                    download)
+    names = {source, target} | ({p_source, p_target} if pretrain_task is not None else set())
     sets = {(d, part): load_dataset(d, part, root=root, verify=verify, download=download)
-            for d in (source, target) for part in ("train", "test")}
+            for d in sorted(names) for part in ("train", "test")}
     key = lambda c, s, r: run_key(cls.name, task, c, s, f"{variant}@rate={r}", quick)  # noqa: E731
     grid = [(c, s) for c in normal_classes for s in seeds]
     keys = [key(c, s, r) for c, s in grid for r in rates]
@@ -549,6 +571,14 @@ def run_transfer(method: str, source: str, target: str, rates=TRANSFER_RATES, se
     base = provenance()
     for c, s in tqdm(todo, desc=f"{cls.name}/{task}", unit="seed", disable=not verbose):
         cache = {}
+        if pretrain_task is not None:
+            other = transfer(p_source, p_target, p_rate, s, normal_class=c,
+                             preprocess=TRANSFER_PREPROCESS, max_source=max_train,
+                             max_target=max_train, max_test=max_test, sets=sets)
+            started = time.perf_counter()
+            cache["pretrained"] = _built(cls.name, s, params, quick, verbose).pretrain(
+                other.X_source, other.X_target)
+            cache["pretrain_s"] = round(time.perf_counter() - started, 3)
         for r in rates:
             if key(c, s, r) not in pending:
                 continue
@@ -567,7 +597,10 @@ def run_transfer(method: str, source: str, target: str, rates=TRANSFER_RATES, se
                    "score_s": round(time.perf_counter() - started, 3),
                    **_training_record(detector), "config": config, "protocol": split.info,
                    **_run_stamp(wall, base)}
-            for attr in ("eta_", "beta_"):
+            if pretrain_task is not None:  # stage 1 on another task, shared by every rate
+                row["pretrain_task"] = [p_source, p_target, p_rate]
+                row["pretrain_s"] = cache["pretrain_s"]
+            for attr in ("eta_", "beta_", "cutoff_"):
                 if getattr(detector, attr, None) is not None:
                     row[attr.rstrip("_")] = float(getattr(detector, attr))
             append_row(out, row, replace=replace)
@@ -674,6 +707,9 @@ def _parser() -> argparse.ArgumentParser:
                         "--classes then names the normal class (default 0)")
     b.add_argument("--rates", nargs="+", type=float, default=list(TRANSFER_RATES),
                    help="target anomaly rates of --transfer (default IWAD's five)")
+    b.add_argument("--pretrain-task", nargs=3, metavar=("SOURCE", "TARGET", "RATE"),
+                   help="with --transfer and IWAD: run stage 1 once on this task and start "
+                        "every rate's stage 2 from it (the authors' protocol: mnist usps 0.25)")
     b.add_argument("--mode", choices=TRANSFER_MODES,
                    help="with --transfer, how a detector that is not a transfer method trains")
     b.add_argument("--out", help="results file (default results/<method>_<dataset>.jsonl)")
@@ -767,6 +803,8 @@ def _main(argv: list) -> int:
         params["num_epochs"] = args.epochs
     if args.transfer and args.backend != "local":
         parser.error("--transfer runs with --backend local only")
+    if args.pretrain_task and not args.transfer:
+        parser.error("--pretrain-task goes with --transfer")
     if args.transfer and args.selection != "clean":
         parser.error("--selection applies to the one-class grid, not to --transfer")
     if args.transfer:
@@ -775,7 +813,7 @@ def _main(argv: list) -> int:
                      quick=args.quick, params=params, variant=args.variant, out=args.out,
                      max_train=args.max_train, max_test=args.max_test, root=args.data_root,
                      verify=not args.no_verify, verbose=not args.quiet, replace=args.replace,
-                     download=args.download)
+                     download=args.download, pretrain_task=args.pretrain_task)
         return 0
     run_grid(args.method, args.dataset, classes, args.seeds, quick=args.quick, params=params,
              variant=args.variant, out=args.out, max_train=args.max_train,

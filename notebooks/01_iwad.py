@@ -110,7 +110,7 @@ if HAVE_DATA:
                "target anomalies": some(split.X_target[split.y_target == 1])}
     iwad = IWAD(num_epochs=epochs, pretrain_epochs=pretrain, seed=SEED, verbose=not QUICK)
     iwad.fit(split.X_source, split.X_target, monitor=monitor)
-    print(f"weight rule: eta = {iwad.eta_:.1f}, beta = {iwad.beta_:.2f}")
+    print(f"weight cut-off m = {iwad.cutoff_:.4f} (the source losses' 99th percentile)")
     fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
     plots.training_curves(iwad.history_, "IWAD: reconstruction losses per epoch",
                           keys=["L_recon_source", "L_recon_target"], ax=axes[0])

@@ -123,7 +123,18 @@ from ..protocols import Preprocess
 from ..registry import register
 from .memae import MemAENet, attention_entropy, code_shape, shrink_threshold_for
 
-__all__ = ["GradientReversal", "DomainClassifier", "IWADNet", "importance_weight_rule", "IWAD"]
+__all__ = ["GradientReversal", "DomainClassifier", "IWADNet", "importance_weight_rule",
+           "cutoff_weights", "IWAD", "RECIPES"]
+
+#: The two training recipes (see the module docstring): the authors' code, and our earlier
+#: DANN-style reading of the paper (kept as an ablation).
+RECIPES = ("authors", "dann")
+#: The authors' learning-rate schedule (``Train.py``): ``lr x 0.95^epoch`` through a 100-epoch
+#: stage 1, continued as ``lr x 0.95^(100 + epoch)`` through a 100-epoch stage 2.
+AUTHORS_DECAY, AUTHORS_STAGE_EPOCHS = 0.95, 100
+#: The authors' weight rule ``sigmoid(-1e5 L + beta)``, beta rising from 190 towards 210, written
+#: relative to its cut-off ``m = 190 / 1e5``: ``sigmoid(190 (1 - L / m) + rise(p))``.
+CUTOFF_SHARPNESS, BETA_RISE = 190.0, 20.0
 
 
 class _Reverse(torch.autograd.Function):
@@ -138,7 +149,8 @@ class _Reverse(torch.autograd.Function):
 
 
 class GradientReversal(nn.Module):
-    """Identity forward, gradient times ``-coeff`` backward (Ganin & Lempitsky 2015)."""
+    """Identity forward, gradient times ``-coeff`` backward (Ganin & Lempitsky 2015);
+    ``coeff = 0`` is IWAN's zero-gradient layer (Zhang et al. 2018)."""
 
     def __init__(self, coeff: float = 1.0):
         super().__init__()
@@ -164,27 +176,34 @@ class DomainClassifier(nn.Module):
 
 class IWADNet(nn.Module):
     """The autoencoder (:class:`adlib.methods.memae.MemAENet`: encoder ``F``, memory, decoder
-    ``D``) and, behind a gradient reversal on ``F``'s code, the domain classifier ``C``.
-    ``num_slots=0`` drops the memory (a plain autoencoder)."""
+    ``D``) and two domain classifiers on ``F``'s code, as in IWAN and the authors' code: ``C``
+    behind a gradient reversal (aligns the domains) and the estimator ``C0`` behind a
+    zero-gradient layer (learns the domains without moving ``F``; ``1 - sigmoid(C0)`` is IWAN's
+    importance weight). ``num_slots=0`` drops the memory (a plain autoencoder)."""
 
     def __init__(self, channels: int = 3, code_shape: tuple = (8, 3, 3), reversal: float = 1.0,
                  video: bool = False, num_slots: int = 0, shrink_threshold: float = 0.01):
         super().__init__()
         self.autoencoder = MemAENet(channels, code_shape, num_slots, shrink_threshold,
                                     video=video)
+        features = math.prod(code_shape)
         self.reverse = GradientReversal(reversal)
-        self.domain = DomainClassifier(math.prod(code_shape))
+        self.domain = DomainClassifier(features)
+        self.stop = GradientReversal(0.0)
+        self.estimator = DomainClassifier(features)
 
     def forward(self, x: torch.Tensor) -> tuple:
-        """``(D(F(x)), C(F(x)), w_hat)``: the reconstruction, the domain logit and the memory
-        addressing weights (``None`` without memory)."""
+        """``(D(F(x)), C(F(x)), C0(F(x)), w_hat)``: the reconstruction ``N x C x H x W``, the
+        aligning and the estimating domain logits (``N`` each) and the memory addressing
+        weights (``None`` without memory)."""
         recon, w, code = self.autoencoder(x, return_code=True)
-        return recon, self.domain(self.reverse(code)), w
+        return recon, self.domain(self.reverse(code)), self.estimator(self.stop(code)), w
 
 
 def importance_weight_rule(source_losses, quantile: float = 0.95) -> tuple[float, float]:
     """``(eta, beta)`` of eq. 5 from the source images' reconstruction losses: the sigmoid is
-    0.5 at their ``quantile`` quantile and 0.9 at their median (our rule; the paper gives none)."""
+    0.5 at their ``quantile`` quantile and 0.9 at their median (the ``"dann"`` recipe's rule;
+    the paper gives none)."""
     losses = np.asarray(source_losses, dtype=np.float64)
     if losses.size < 2:
         raise ValueError("the weight rule needs the losses of at least 2 source images")
@@ -192,6 +211,20 @@ def importance_weight_rule(source_losses, quantile: float = 0.95) -> tuple[float
     gap = max(mid - median, 1e-12)
     eta = -math.log(9.0) / gap
     return eta, -eta * mid
+
+
+def cutoff_weights(losses: torch.Tensor, cutoff: float, progress: float) -> torch.Tensor:
+    """Eq. 5 as the authors' code runs it, ``sigmoid(-1e5 L + beta)``, written relative to its
+    cut-off ``m``: ``sigmoid(190 (1 - L / m) + 20 (2 / (1 + exp(-p)) - 1))``.
+
+    A near-hard step: weight 0.5 at ``L = m`` when ``p = 0``; the cut-off rises by 4.9 % of
+    ``m`` as the stage's progress ``p`` goes from 0 to 1 (their beta, 190 to 199.2).
+    ``losses``: per-image losses, any shape; ``cutoff`` > 0, in the losses' units.
+    """
+    if cutoff <= 0:
+        raise ValueError(f"cutoff={cutoff} must be > 0")
+    rise = BETA_RISE * (2.0 / (1.0 + math.exp(-progress)) - 1.0)
+    return torch.sigmoid(CUTOFF_SHARPNESS * (1.0 - losses / cutoff) + rise)
 
 
 def per_image_mse(recon: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -205,60 +238,64 @@ class IWAD(BaseDeepDetector):
     unlabelled target mixture.
 
     Args:
-        target_weight: ``lambda`` of eqs. 7-8.
-        adv_weight: weight of the adversarial loss of eq. 6 (Fig 6).
+        recipe: ``"authors"`` (default: the authors' code) or ``"dann"`` (our earlier reading,
+            an ablation); the module docstring lists what each does.
+        target_weight: ``lambda`` of eqs. 7-8 (authors' code: 0.03).
+        adv_weight: weight of the adversarial terms (eq. 6, Fig 6; see the module docstring
+            for how 2e-3 matches the authors' 5e-4).
         pretrain_epochs: epochs of stage 1 (at most ``num_epochs - 1``); the rest is stage 2.
-        weight_quantile: the source-loss quantile where the importance weight is 0.5.
-        importance: ``False`` sets every weight to 1 (unweighted adversarial transfer, an
-            ablation).
-        adv_ramp: ramp the gradient reversal up from 0 over stage 2 (DANN's schedule).
+        cutoff_quantile: ``"authors"``: the quantile of the source images' losses after stage 1
+            taken as the weight's cut-off ``m`` (:func:`cutoff_weights`).
+        weight_quantile: ``"dann"``: the source-loss quantile where the weight is 0.5.
+        importance: ``False`` sets every weight to 1 (unweighted adversarial transfer).
         num_slots: memory slots of a MemAE backbone (0, the default: the plain autoencoder).
         shrink_threshold: MemAE's hard-shrinkage threshold (``None``: ``1 / num_slots``).
         entropy_weight: weight of MemAE's addressing entropy (eq. 10 of Gong et al.).
-        lr_anneal: anneal the learning rate over stage 2 as DANN does, ``lr / (1 + 10 p) ** 0.75``
-            (on by default, chosen on the development task; ``False``: the paper's fixed rate).
-        weights_from: ``"pretrained"`` (default) fixes every target image's weight once, from
-            its loss under the pretrained (stage-1) network; ``"current"`` recomputes it at
-            every step from its loss under the network being trained.
-        Other arguments: see :class:`adlib.detectors.BaseDeepDetector`.
+        Other arguments: see :class:`adlib.detectors.BaseDeepDetector` (``lr`` is stage 1's
+        starting rate).
+
+    Raises:
+        ValueError: an unknown recipe, a negative weight, a quantile outside (0, 1).
     """
 
-    default_epochs = {None: 40}
+    default_epochs = {None: 20}
     quick_epochs = 3
     learning_type = "transfer"
     notebook = "01_iwad"
     preprocess = Preprocess(size=28, channels=3, scale="pm1")
+    #: 2: the authors' recipe (the earlier code is ``recipe="dann"``); a second domain classifier
+    revision = 2
 
-    def __init__(self, target_weight: float = 0.1, adv_weight: float = 1.0,
-                 pretrain_epochs: int = 10, weight_quantile: float = 0.95,
-                 importance: bool = True, adv_ramp: bool = True,
-                 lr_anneal: bool = True, weights_from: str = "pretrained", num_slots: int = 0,
+    def __init__(self, recipe: str = "authors", target_weight: float = 0.03,
+                 adv_weight: float = 2e-3, pretrain_epochs: int = 15,
+                 cutoff_quantile: float = 0.99, weight_quantile: float = 0.95,
+                 importance: bool = True, num_slots: int = 0,
                  shrink_threshold: float | None = None, entropy_weight: float = 0.0002,
                  **kwargs):
         kwargs.setdefault("batch_size", 32)
         kwargs.setdefault("lr", 0.01)
         super().__init__(**kwargs)
+        self.recipe = recipe
         self.target_weight = target_weight
         self.adv_weight = adv_weight
         self.pretrain_epochs = pretrain_epochs
+        self.cutoff_quantile = cutoff_quantile
         self.weight_quantile = weight_quantile
         self.importance = importance
-        self.adv_ramp = adv_ramp
-        self.weights_from = weights_from
-        self.lr_anneal = lr_anneal
         self.num_slots = num_slots
         self.shrink_threshold = shrink_threshold
         self.entropy_weight = entropy_weight
 
     def _check_params(self) -> None:
         super()._check_params()
+        if self.recipe not in RECIPES:
+            raise ValueError(f"recipe={self.recipe!r}: use one of {', '.join(RECIPES)}")
         if self.target_weight < 0 or self.adv_weight < 0:
             raise ValueError(f"target_weight={self.target_weight} and adv_weight="
                              f"{self.adv_weight} must be >= 0")
-        if not 0 < self.weight_quantile < 1:
-            raise ValueError(f"weight_quantile={self.weight_quantile} must lie in (0, 1)")
-        if self.weights_from not in ("current", "pretrained"):
-            raise ValueError(f"weights_from={self.weights_from!r}: use 'current' or 'pretrained'")
+        for name in ("weight_quantile", "cutoff_quantile"):
+            if not 0 < getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)} must lie in (0, 1)")
         if int(self.num_slots) != self.num_slots or self.num_slots < 0:
             raise ValueError(f"num_slots={self.num_slots} must be a whole number >= 0 (0: none)")
         if self.entropy_weight < 0:
@@ -266,15 +303,30 @@ class IWAD(BaseDeepDetector):
         if self.pretrain_epochs < 0:
             raise ValueError(f"pretrain_epochs={self.pretrain_epochs} must be >= 0")
 
+    @property
+    def _authors(self) -> bool:
+        return self.recipe == "authors"
+
     # -- fitting -------------------------------------------------------------------------------
-    def fit(self, X_source, X_target=None, X_val=None, monitor: dict | None = None) -> "IWAD":
-        """Train on source normals ``X_source`` and the unlabelled target mixture ``X_target``.
+    def fit(self, X_source, X_target=None, X_val=None, monitor: dict | None = None,
+            init: dict | None = None) -> "IWAD":
+        """Train on source normals ``X_source`` and the unlabelled target mixture ``X_target``
+        (both ``N x C x H x W``, or ``N x C x T x H x W`` cuboids, in the same shape).
+
+        ``init``: a network state from :meth:`pretrain` (on this task or another); stage 1 is
+        then skipped and stage 2 runs its ``num_epochs - pretrain_epochs`` epochs from it (the
+        authors' code starts every digit run from one pretrained file; see the module
+        docstring).
 
         ``monitor`` maps names to small image sets whose per-image losses and importance
-        weights are recorded after every epoch in ``monitor_history_`` (for figures; never
-        used in training). ``X_val`` (held-out source normals) is monitored as ``source_val``
-        when given and calibrates the threshold (its ``1 - contamination`` quantile), never
-        used for selection: the last epoch is kept.
+        weights (eq. 5's, and the estimator's IWAN weight ``1 - sigmoid(C0)``) are recorded
+        after every epoch in ``monitor_history_`` (for figures; never used in training).
+        ``X_val`` (held-out source normals) is monitored as ``source_val`` when given and
+        calibrates the threshold (its ``1 - contamination`` quantile), never used for
+        selection: the last epoch is kept.
+
+        Raises:
+            ValueError: no target images, or source and target shapes differ.
         """
         if X_target is None or len(X_target) == 0:
             raise ValueError("IWAD needs unlabelled target images: fit(X_source, X_target)")
@@ -286,11 +338,31 @@ class IWAD(BaseDeepDetector):
         if X_val is not None and len(X_val):
             self.monitor_.setdefault("source_val", as_tensor(X_val))
         self.monitor_history_ = []
+        self._init = init
         try:
             return super().fit(X_source, X_val)  # no validation_metric: selects nothing
         finally:  # the training data are not kept on the fitted detector
-            for name in ("X_target_", "_source", "_target_batches", "_fixed_w"):
+            for name in ("X_target_", "_source", "_source_batches", "_target_batches",
+                         "_fixed_w", "_init"):
                 self.__dict__.pop(name, None)
+
+    def pretrain(self, X_source, X_target) -> dict:
+        """Stage 1 alone (eq. 7, ``pretrain_epochs`` epochs) on ``X_source`` and ``X_target``;
+        returns the network's state (CPU tensors) for ``fit(..., init=state)``."""
+        self._stage1_only = True
+        try:
+            self.fit(X_source, X_target)
+        finally:
+            self._stage1_only = False
+        return {k: v.detach().cpu().clone() for k, v in self.network_.state_dict().items()}
+
+    def _num_epochs(self) -> int:
+        total = super()._num_epochs()
+        if getattr(self, "_stage1_only", False):
+            return max(min(int(self.pretrain_epochs), total), 1)
+        if getattr(self, "_init", None) is not None:  # stage 2 alone
+            return max(total - int(self.pretrain_epochs), 1)
+        return total
 
     def build_network(self, input_shape):
         video = len(input_shape) == 4  # cuboids C x T x H x W: the 3-D layers
@@ -299,20 +371,44 @@ class IWAD(BaseDeepDetector):
                        shrink_threshold=shrink_threshold_for(slots, self.shrink_threshold))
 
     def setup(self, X_train, X_val):
-        self.eta_, self.beta_ = None, None
+        self.eta_ = self.beta_ = self.cutoff_ = None
         self._source = X_train
-        self.steps_per_epoch_ = (len(X_train) + self.batch_size - 1) // self.batch_size
-        self._stage2_step = 0
-        self._fixed_w = None  # weights fixed after stage 1 (weights_from="pretrained")
+        batches = lambda X: (len(X) + self.batch_size - 1) // self.batch_size  # noqa: E731
+        # the authors' epoch: max(source, target) steps; the "dann" recipe's: the source's
+        self.steps_per_epoch_ = (max(batches(X_train), batches(self.X_target_)) if self._authors
+                                 else batches(X_train))
+        self._stage2_step, self._progress_now, self._lr_epoch = 0, 0.0, None
+        self._fixed_w = None  # "dann": weights fixed after stage 1
+        self._source_batches = self._cycle(X_train)
         self._target_batches = self._cycle(self.X_target_)
         total = self._num_epochs()
-        # stage 2 gets at least one epoch (quick mode caps the budget)
-        self.pretrain_epochs_ = min(int(self.pretrain_epochs), total - 1)
+        if getattr(self, "_stage1_only", False):
+            self.pretrain_epochs_ = total
+        elif getattr(self, "_init", None) is not None:
+            try:
+                self.network_.load_state_dict(self._init)
+            except RuntimeError as err:
+                raise ValueError(f"init: a network state that does not fit this network "
+                                 f"(pretrain it on images of the same shape and with the same "
+                                 f"num_slots): {str(err).splitlines()[0]}") from None
+            self.pretrain_epochs_ = 0
+        else:  # stage 2 gets at least one epoch (quick mode caps the budget)
+            self.pretrain_epochs_ = min(int(self.pretrain_epochs), total - 1)
+        self.adapt_epochs_ = max(total - self.pretrain_epochs_, 1)
         if self.pretrain_epochs_ == 0:
             self._fix_weight_rule(X_train)
 
+    def _batches(self, X, shuffle):
+        """Training batches of the source: the authors' epoch runs ``steps_per_epoch_`` steps,
+        the source cycled; scoring (``shuffle=False``) as usual."""
+        if shuffle and self._authors and X is getattr(self, "_source", None):
+            for _ in range(self.steps_per_epoch_):
+                yield next(self._source_batches)[0]
+        else:
+            yield from super()._batches(X, shuffle)
+
     def _cycle(self, X):
-        """Shuffled target batches without end, each with the indices of its images."""
+        """Shuffled batches without end, each with the indices of its images."""
         while True:
             order = torch.randperm(len(X), generator=self.generator_)
             for start in range(0, len(X), self.batch_size):
@@ -320,13 +416,16 @@ class IWAD(BaseDeepDetector):
                 yield X[idx].to(self.device_), idx
 
     def _fix_weight_rule(self, X_source) -> None:
-        """Fix eq. 5's ``eta, beta`` from the source losses; with ``weights_from="pretrained"``
-        also fix every target (and monitored) image's weight from its current loss."""
+        """After stage 1: ``"authors"`` fixes the cut-off ``m`` at the ``cutoff_quantile`` of
+        the source losses; ``"dann"`` fixes eq. 5's ``eta, beta`` from them and every target
+        (and monitored) image's weight."""
         self.network_.eval()
         with torch.no_grad():
             losses = self._scores_of(X_source)
-            self.eta_, self.beta_ = importance_weight_rule(losses, self.weight_quantile)
-            if self.weights_from == "pretrained":
+            if self._authors:
+                self.cutoff_ = float(np.quantile(losses, self.cutoff_quantile))
+            else:
+                self.eta_, self.beta_ = importance_weight_rule(losses, self.weight_quantile)
                 sets = {"_target": self.X_target_, **self.monitor_}
                 self._fixed_w = {name: self._weights_of(X) for name, X in sets.items()}
         self.network_.train()
@@ -334,33 +433,53 @@ class IWAD(BaseDeepDetector):
     def _weights_of(self, X: torch.Tensor) -> torch.Tensor:
         return self.importance_weights(torch.from_numpy(self._scores_of(X)).float())
 
-    def importance_weights(self, losses: torch.Tensor) -> torch.Tensor:
-        """Eq. 5, ``sigmoid(eta L + beta)``; ones before the rule is fixed or without
-        ``importance``."""
-        if self.eta_ is None or not self.importance:
+    def importance_weights(self, losses: torch.Tensor, progress: float | None = None
+                           ) -> torch.Tensor:
+        """Eq. 5 on per-image losses: :func:`cutoff_weights` (``"authors"``, at the stage's
+        ``progress``, default the current one) or ``sigmoid(eta L + beta)`` (``"dann"``); ones
+        before the rule is fixed or without ``importance``."""
+        if not self.importance or (self.cutoff_ is None and self.eta_ is None):
             return torch.ones_like(losses)
+        if self._authors:
+            p = self._progress_now if progress is None else progress
+            return cutoff_weights(losses, self.cutoff_, p)
         return torch.sigmoid(self.eta_ * losses + self.beta_)
+
+    def _set_schedule(self, epoch: int, stage2: bool) -> None:
+        """The authors' recipe: a fresh Adam at stage 2's first step, the learning rate of
+        ``Train.py`` set once an epoch (each stage's exponent rescaled to 100 epochs). The
+        "dann" recipe: stage 2 anneals the rate every step, ``lr / (1 + 10 p) ** 0.75``."""
+        if not self._authors:
+            if stage2:
+                for group in self.optimizer_.param_groups:
+                    group["lr"] = self.lr / (1.0 + 10.0 * self._progress_now) ** 0.75
+            return
+        if stage2 and self._stage2_step == 1:
+            self.optimizer_ = torch.optim.Adam(self.network_.parameters(), lr=self.lr)
+        if epoch != self._lr_epoch:
+            self._lr_epoch = epoch
+            exponent = (AUTHORS_STAGE_EPOCHS * epoch / max(self.pretrain_epochs_, 1)
+                        if not stage2 else AUTHORS_STAGE_EPOCHS
+                        * (1 + (epoch - self.pretrain_epochs_) / self.adapt_epochs_))
+            for group in self.optimizer_.param_groups:
+                group["lr"] = self.lr * AUTHORS_DECAY ** exponent
 
     def training_step(self, source, epoch):
         """Stage 1 (eq. 7) before ``pretrain_epochs``, stage 2 (eq. 8) after."""
         target, target_idx = next(self._target_batches)
         both = torch.cat([source, target])
+        ns = len(source)
         stage2 = epoch >= self.pretrain_epochs_
         if stage2:  # before the forward pass, which records the reversal's coefficient
-            p = self._progress()
-            self.network_.reverse.coeff = self._reversal(p)
-            if self.lr_anneal:  # DANN's schedule, Ganin et al. 2016
-                for group in self.optimizer_.param_groups:
-                    group["lr"] = self.lr / (1.0 + 10.0 * p) ** 0.75
-        recon, logits, address = self.network_(both)
+            self._progress_now = self._progress()
+            self.network_.reverse.coeff = self._reversal(self._progress_now)
+        self._set_schedule(epoch, stage2)
+        recon, logits, est_logits, address = self.network_(both)
         losses = per_image_mse(recon, both)
-        ns = len(source)
-        w = torch.ones_like(losses[ns:])
-        if stage2:  # normalised to mean 1 over the batch, as in IWAN (Zhang et al. 2018)
-            w = (self._fixed_w["_target"][target_idx].to(losses.device) if self._fixed_w
-                 else self.importance_weights(losses[ns:].detach()))
-            w = w / w.mean().clamp_min(1e-12)
-        recon_loss = losses[:ns].mean() + self.target_weight * (w * losses[ns:]).mean()
+        w = self._step_weights(losses.detach(), target_idx, ns) if stage2 \
+            else torch.ones_like(losses)
+        recon_loss = ((w[:ns] * losses[:ns]).mean()
+                      + self.target_weight * (w[ns:] * losses[ns:]).mean())
         out = {"L_recon_source": float(losses[:ns].mean().detach()),
                "L_recon_target": float(losses[ns:].mean().detach())}
         loss = recon_loss
@@ -371,13 +490,32 @@ class IWAD(BaseDeepDetector):
         if stage2 and self.adv_weight > 0:
             domain = torch.cat([torch.zeros(ns), torch.ones(len(target))]).to(logits.device)
             per_image = F.binary_cross_entropy_with_logits(logits, domain, reduction="none")
-            adv = per_image[:ns].mean() + (w * per_image[ns:]).mean()
-            loss = loss + self.adv_weight * adv
+            if self._authors:  # C weighted on both domains; C0 unweighted, behind the stop
+                adv = (w * per_image).mean()
+                estimate = F.binary_cross_entropy_with_logits(est_logits, domain)
+                loss = loss + self.adv_weight * (adv + estimate)
+                out["L_estimator"] = float(estimate.detach())
+            else:
+                adv = per_image[:ns].mean() + (w[ns:] * per_image[ns:]).mean()
+                loss = loss + self.adv_weight * adv
             out["L_adv"] = float(adv.detach())
             out["domain_acc"] = float(((logits > 0).float() == domain).float().mean())
-            out["mean_w_target"] = float(w.mean())
+            out["mean_w_source"] = float(w[:ns].mean())
+            out["mean_w_target"] = float(w[ns:].mean())
         out["loss"] = self.optimizer_step(self.optimizer_, loss, epoch)
         return out
+
+    def _step_weights(self, losses: torch.Tensor, target_idx, ns: int) -> torch.Tensor:
+        """Stage 2's per-image weights of one batch (source first): ``"authors"`` recomputes
+        them from the current losses, detached and not normalised, for both domains;
+        ``"dann"`` takes the target's fixed weights, normalised to mean 1 (IWAN), source 1."""
+        if self._authors:
+            return self.importance_weights(losses)
+        w = torch.ones_like(losses)
+        if self._fixed_w:
+            w_t = self._fixed_w["_target"][target_idx].to(losses.device)
+            w[ns:] = w_t / w_t.mean().clamp_min(1e-12)
+        return w
 
     def _progress(self) -> float:
         """The adversarial stage's progress ``p`` in [0, 1], one step further at each call."""
@@ -387,9 +525,11 @@ class IWAD(BaseDeepDetector):
         return p
 
     def _reversal(self, p: float) -> float:
-        """The gradient reversal's coefficient: DANN's ramp ``2 / (1 + exp(-10 p)) - 1`` over
-        the adversarial stage's progress ``p`` (Ganin et al. 2016), or 1 without ``adv_ramp``."""
-        return 2.0 / (1.0 + math.exp(-10.0 * p)) - 1.0 if self.adv_ramp else 1.0
+        """The gradient reversal's coefficient ``2 / (1 + exp(-a p)) - 1`` over stage 2's
+        progress ``p``: ``a = 1`` in the authors' code (at most 0.46), ``a = 10`` in DANN
+        (Ganin et al. 2016; the ``"dann"`` recipe, up to 1)."""
+        a = 1.0 if self._authors else 10.0
+        return 2.0 / (1.0 + math.exp(-a * p)) - 1.0
 
     def on_epoch_end(self, epoch: int) -> None:
         if epoch == self.pretrain_epochs_ - 1:
@@ -399,12 +539,22 @@ class IWAD(BaseDeepDetector):
             with torch.no_grad():
                 row = {"epoch": epoch}
                 for name, X in self.monitor_.items():
-                    losses = torch.from_numpy(self._scores_of(X)).float()
+                    losses, est = self._losses_and_estimates(X)
                     weights = (self._fixed_w[name] if self._fixed_w
                                else self.importance_weights(losses))
-                    row[name] = {"loss": losses.numpy(), "weight": weights.numpy()}
+                    row[name] = {"loss": losses.numpy(), "weight": weights.numpy(),
+                                 "iwan_weight": (1 - torch.sigmoid(est)).numpy()}
             self.monitor_history_.append(row)
             self.network_.train()
+
+    def _losses_and_estimates(self, X: torch.Tensor) -> tuple:
+        """Per-image losses and estimator logits of ``X``, batch by batch (no gradients)."""
+        losses, est = [], []
+        for batch in super()._batches(X, shuffle=False):
+            recon, _, e, _ = self.network_(batch)
+            losses.append(per_image_mse(recon, batch).float().cpu())
+            est.append(e.float().cpu())
+        return torch.cat(losses), torch.cat(est)
 
     def batch_scores(self, batch):
         """Per-image reconstruction MSE (the paper's score)."""
