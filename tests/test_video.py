@@ -576,6 +576,9 @@ def test_iwad_and_memae_train_on_cuboids():
     iwad = IWAD(num_epochs=2, pretrain_epochs=1, batch_size=3, verbose=False,
                 device="cpu").fit(source, target)
     assert iwad.score(target).shape == (6,) and "L_adv" in iwad.history_[-1]
+    memory = iwad.network_.autoencoder.memory  # the authors' video backbone by default
+    assert memory is not None and memory.memory.shape[0] == 2000
+    assert memory.shrink_threshold == pytest.approx(0.0025)
     memae = MemAE(num_epochs=1, batch_size=3, num_slots=20, verbose=False, device="cpu")
     memae.fit(source)
     recon, w = memae.network_(source[:2])

@@ -129,6 +129,9 @@ __all__ = ["GradientReversal", "DomainClassifier", "IWADNet", "importance_weight
 #: The two training recipes (see the module docstring): the authors' code, and our earlier
 #: DANN-style reading of the paper (kept as an ablation).
 RECIPES = ("authors", "dann")
+#: The authors' video backbone (``Anomaly-Detection-Transfer-video``): MemAE's memory of 2000
+#: slots, hard shrinkage 0.0025; their digit code runs the plain autoencoder.
+VIDEO_SLOTS, VIDEO_SHRINK = 2000, 0.0025
 #: The authors' learning-rate schedule (``Train.py``): ``lr x 0.95^epoch`` through a 100-epoch
 #: stage 1, continued as ``lr x 0.95^(100 + epoch)`` through a 100-epoch stage 2.
 AUTHORS_DECAY, AUTHORS_STAGE_EPOCHS = 0.95, 100
@@ -248,8 +251,10 @@ class IWAD(BaseDeepDetector):
             taken as the weight's cut-off ``m`` (:func:`cutoff_weights`).
         weight_quantile: ``"dann"``: the source-loss quantile where the weight is 0.5.
         importance: ``False`` sets every weight to 1 (unweighted adversarial transfer).
-        num_slots: memory slots of a MemAE backbone (0, the default: the plain autoencoder).
-        shrink_threshold: MemAE's hard-shrinkage threshold (``None``: ``1 / num_slots``).
+        num_slots: memory slots of a MemAE backbone; 0: the plain autoencoder; ``None``
+            (default): the authors' choice for the input, 0 for images and 2000 for cuboids.
+        shrink_threshold: MemAE's hard-shrinkage threshold (``None``: 0.0025 for cuboids, the
+            authors' video code, else ``1 / num_slots``).
         entropy_weight: weight of MemAE's addressing entropy (eq. 10 of Gong et al.).
         Other arguments: see :class:`adlib.detectors.BaseDeepDetector` (``lr`` is stage 1's
         starting rate).
@@ -269,7 +274,7 @@ class IWAD(BaseDeepDetector):
     def __init__(self, recipe: str = "authors", target_weight: float = 0.03,
                  adv_weight: float = 2e-3, pretrain_epochs: int = 15,
                  cutoff_quantile: float = 0.99, weight_quantile: float = 0.95,
-                 importance: bool = True, num_slots: int = 0,
+                 importance: bool = True, num_slots: int | None = None,
                  shrink_threshold: float | None = None, entropy_weight: float = 0.0002,
                  **kwargs):
         kwargs.setdefault("batch_size", 32)
@@ -296,8 +301,10 @@ class IWAD(BaseDeepDetector):
         for name in ("weight_quantile", "cutoff_quantile"):
             if not 0 < getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must lie in (0, 1)")
-        if int(self.num_slots) != self.num_slots or self.num_slots < 0:
-            raise ValueError(f"num_slots={self.num_slots} must be a whole number >= 0 (0: none)")
+        if self.num_slots is not None and (int(self.num_slots) != self.num_slots
+                                           or self.num_slots < 0):
+            raise ValueError(f"num_slots={self.num_slots} must be a whole number >= 0 (0: none)"
+                             " or None (the authors' choice for the input)")
         if self.entropy_weight < 0:
             raise ValueError(f"entropy_weight={self.entropy_weight} must be >= 0")
         if self.pretrain_epochs < 0:
@@ -366,9 +373,13 @@ class IWAD(BaseDeepDetector):
 
     def build_network(self, input_shape):
         video = len(input_shape) == 4  # cuboids C x T x H x W: the 3-D layers
-        slots = int(self.num_slots)
+        slots = int(self.num_slots) if self.num_slots is not None else (
+            VIDEO_SLOTS if video else 0)
+        shrink = self.shrink_threshold
+        if shrink is None and video and self.num_slots is None:
+            shrink = VIDEO_SHRINK
         return IWADNet(input_shape[0], code_shape(input_shape), video=video, num_slots=slots,
-                       shrink_threshold=shrink_threshold_for(slots, self.shrink_threshold))
+                       shrink_threshold=shrink_threshold_for(slots, shrink))
 
     def setup(self, X_train, X_val):
         self.eta_ = self.beta_ = self.cutoff_ = None
