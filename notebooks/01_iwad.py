@@ -50,7 +50,7 @@ import torch
 from adlib import metrics, plots
 from adlib.bench import REPO, TRANSFER_PREPROCESS
 from adlib.data import DataError
-from adlib.methods.iwad import IWAD, cutoff_weights
+from adlib.methods.iwad import IWAD
 from adlib.methods.memae import MemAE
 from adlib.papers import IWAD_RATES, IWAD_TABLE_1
 from adlib.protocols import transfer
@@ -273,8 +273,8 @@ if HAVE_DATA:
                     label=group)
         rule = ax.twinx()
         grid = np.linspace(0, edges[-1], 400)
-        rule.plot(grid, cutoff_weights(torch.from_numpy(grid), model.cutoff_,
-                                       model._progress_now).numpy(), "k-", label="w(L)")
+        rule.plot(grid, model.importance_weights(torch.from_numpy(grid)).numpy(), "k-",
+                  label="w(L)")
         rule.set(ylabel="importance weight w(L)", ylim=(-0.05, 1.05))
         ax.set(title=f"{name}: target losses after training and eq. 5", xlabel="loss L (MSE)",
                ylabel="density")

@@ -44,7 +44,7 @@ import torch
 from adlib import bench, leaderboard as lb, plots
 from adlib.data import DataError
 from adlib.papers import ADNL_TABLE_1_MEANS, video_table
-from adlib.results import load_results
+from adlib.results import load_results, row_config
 
 if QUICK:
     torch.set_num_threads(1)
@@ -217,8 +217,8 @@ table_1 = ["default", PAPER_IWAD, "target", "source", "finetune", "target_normal
 transfer = rows[rows["dataset"].isin(["mnist2usps", "usps2mnist"])
                 & rows["variant"].isin(table_1) & ~rows["quick"].astype(bool)].copy()
 if len(transfer):
-    revision = transfer["config"].map(lambda c: c.get("revision", 1) if isinstance(c, dict)
-                                      else 1)
+    revision = transfer["config"].map(
+        lambda c: row_config({"config": c} if isinstance(c, dict) else {})["revision"])
     transfer = transfer[(transfer["method"] != "iwad") | (revision >= 2)]  # rev. 1: chapter 01
     transfer["name"] = np.where(transfer["mode"] == "transfer", transfer["method"],
                                 transfer["method"] + " (" + transfer["mode"] + ")")

@@ -444,16 +444,14 @@ class IWAD(BaseDeepDetector):
     def _weights_of(self, X: torch.Tensor) -> torch.Tensor:
         return self.importance_weights(torch.from_numpy(self._scores_of(X)).float())
 
-    def importance_weights(self, losses: torch.Tensor, progress: float | None = None
-                           ) -> torch.Tensor:
-        """Eq. 5 on per-image losses: :func:`cutoff_weights` (``"authors"``, at the stage's
-        ``progress``, default the current one) or ``sigmoid(eta L + beta)`` (``"dann"``); ones
-        before the rule is fixed or without ``importance``."""
+    def importance_weights(self, losses: torch.Tensor) -> torch.Tensor:
+        """Eq. 5 on per-image losses: :func:`cutoff_weights` at stage 2's current progress
+        (``"authors"``) or ``sigmoid(eta L + beta)`` (``"dann"``); ones before the rule is
+        fixed or without ``importance``."""
         if not self.importance or (self.cutoff_ is None and self.eta_ is None):
             return torch.ones_like(losses)
         if self._authors:
-            p = self._progress_now if progress is None else progress
-            return cutoff_weights(losses, self.cutoff_, p)
+            return cutoff_weights(losses, self.cutoff_, self._progress_now)
         return torch.sigmoid(self.eta_ * losses + self.beta_)
 
     def _set_schedule(self, epoch: int, stage2: bool) -> None:
@@ -530,8 +528,7 @@ class IWAD(BaseDeepDetector):
 
     def _progress(self) -> float:
         """The adversarial stage's progress ``p`` in [0, 1], one step further at each call."""
-        steps = max(self._num_epochs() - self.pretrain_epochs_, 1) * self.steps_per_epoch_
-        p = min(self._stage2_step / steps, 1.0)
+        p = min(self._stage2_step / (self.adapt_epochs_ * self.steps_per_epoch_), 1.0)
         self._stage2_step += 1
         return p
 
