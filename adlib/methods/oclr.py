@@ -148,8 +148,8 @@ def latent_center(encoder: nn.Module, batches, eps: float = 0.1) -> torch.Tensor
 
 
 def _l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per-image mean absolute error, ``N``."""
-    return (a - b).abs().flatten(1).mean(1)
+    """Per-image L1 norm ``||a - b||_1`` (a sum over pixels and channels), ``N``."""
+    return (a - b).abs().flatten(1).sum(1)
 
 
 @register("oclr")
@@ -159,26 +159,35 @@ class OCLR(BaseDeepDetector):
     Args:
         w_irec, w_adv, w_zrec, w_c, w_dual: weights of eq. 1 (0 switches a term off).
         k: weight of the generated-input term of the dual loss (eq. 8) when it is fixed.
-        began_gamma: BEGAN's equilibrium ratio (default 0.4, our deviation; see above), or
-            ``None`` to keep ``k`` fixed (the paper as written). With a number, ``k`` starts at
-            0 and follows
-            ``k <- clip(k + k_rate * (gamma * L_girec - L_direc), 0, 1)`` after every step, which
-            holds ``L_direc`` near ``gamma * L_girec`` (Berthelot et al. 2017, eq. 4).
-        k_rate: BEGAN's ``lambda_k`` (0.001).
+        began_gamma: ``None`` (default) keeps ``k`` fixed, as the paper does; a number lets
+            ``k`` follow BEGAN's proportional control with that equilibrium ratio: ``k`` starts
+            at 0 and follows ``k <- clip(k + k_rate * (gamma * L_girec - L_direc), 0, 1)``
+            after every step, which holds ``L_direc`` near ``gamma * L_girec`` (Berthelot et
+            al. 2017, eq. 4).
+        k_rate: BEGAN's ``lambda_k`` (0.001), per pixel (the norms are divided by the pixel
+            count before the update, so the rate does not depend on the image size).
+        pretrain_epochs: epochs of ``G`` as a plain autoencoder (``L_irec`` alone) before the
+            centre ``c`` is taken and the players start (Deep SVDD's order); 0 takes ``c``
+            from the untrained network.
         latent_dim, widths: code size and convolution widths.
         center_eps: Deep SVDD's guard for the centre's near-zero coordinates.
         Other arguments: see :class:`adlib.detectors.BaseDeepDetector`.
     """
 
-    default_epochs = {None: 15, "mnist": 15, "cifar10": 15}
+    default_epochs = {None: 10, "mnist": 10, "cifar10": 10}
     quick_epochs = 2
     validation_mode = "min"
     notebook = "02_oclr"
     preprocess = Preprocess(size=32, scale="pm1")
+    #: 2: every term per sample as the paper writes it (image terms are L1 norms per image, no
+    #: longer means over pixels), ``L_zrec`` trains the auxiliary encoder, ``c`` after a short
+    #: pretraining, ``k`` fixed by default, the ``D'`` score only with the dual loss on
+    revision = 2
 
     def __init__(self, w_irec: float = 1.0, w_adv: float = 5.0, w_zrec: float = 1.0,
                  w_c: float = 0.05, w_dual: float = 1.0, k: float = 0.4,
-                 began_gamma: float | None = 0.4, k_rate: float = 0.001, latent_dim: int = 64,
+                 began_gamma: float | None = None, k_rate: float = 0.001,
+                 pretrain_epochs: int = 1, latent_dim: int = 64,
                  widths: tuple = (32, 64, 128), center_eps: float = 0.1, **kwargs):
         kwargs.setdefault("batch_size", 64)
         kwargs.setdefault("lr", 2e-4)
@@ -188,6 +197,7 @@ class OCLR(BaseDeepDetector):
         self.k = k
         self.began_gamma = began_gamma
         self.k_rate = k_rate
+        self.pretrain_epochs = pretrain_epochs
         self.latent_dim = latent_dim
         self.widths = widths
         self.center_eps = center_eps
@@ -197,6 +207,9 @@ class OCLR(BaseDeepDetector):
         weights = [self.w_irec, self.w_adv, self.w_zrec, self.w_c, self.w_dual]
         if any(w < 0 for w in weights) or not any(weights):
             raise ValueError(f"loss weights {dict(zip(TERMS, weights))} must be >= 0, not all 0")
+        if int(self.pretrain_epochs) != self.pretrain_epochs or self.pretrain_epochs < 0:
+            raise ValueError(f"pretrain_epochs={self.pretrain_epochs} must be a whole number "
+                             f">= 0")
 
     def build_network(self, input_shape):
         c, h, w = input_shape
@@ -214,15 +227,49 @@ class OCLR(BaseDeepDetector):
         return torch.optim.Adam(net.generator.parameters(), lr=self.lr, betas=betas), None
 
     def setup(self, X_train, X_val):
-        """Fix the centre ``c`` from an initial forward pass over the training data."""
+        """Pretrain ``G`` as an autoencoder for ``pretrain_epochs``, then fix the centre ``c``
+        from a forward pass over the training data (section 2.1; Deep SVDD's order)."""
         self.k_ = 0.0 if self.began_gamma is not None else float(self.k)
-        self.network_.eval()
-        self.network_.center.copy_(latent_center(self.network_.generator.encoder,
-                                                 self._batches(X_train, False), self.center_eps))
+        g = self.network_.generator
+        self.pretrain_history_ = []
+        for epoch in range(int(self.pretrain_epochs)):
+            g.train()
+            losses = [self.optimizer_step(self.optimizer_, _l1(b, g(b)).mean(), epoch,
+                                          "pretraining loss")
+                      for b in self._batches(X_train, shuffle=True)]
+            self.pretrain_history_.append({"epoch": epoch, "L_irec": sum(losses) / len(losses)})
+        g.eval()
+        self.network_.center.copy_(latent_center(g.encoder, self._batches(X_train, False),
+                                                 self.center_eps))
         self.network_.train()
 
+    def _auxiliary_step(self, batch, epoch) -> dict:
+        """``D'`` minimises ``w_d L_dual`` (eqs. 6-8) and, for its encoder, ``w_z L_zrec``
+        (eq. 5: map ``G(x)`` back to ``G_e(x)``); ``G`` is fixed here."""
+        net, out = self.network_, {}
+        g, aux = net.generator, net.auxiliary
+        with torch.no_grad():
+            z = g.encoder(batch)
+            fake = g.decoder(z)
+        loss = 0.0
+        if self.w_dual > 0:
+            girec = _l1(batch, aux(batch)).mean()
+            direc = _l1(fake, aux(fake)).mean()
+            loss = self.w_dual * (girec - self.k_ * direc)
+            if self.began_gamma is not None:  # BEGAN's proportional control of k, per pixel
+                balance = (self.began_gamma * girec.item() - direc.item()) / batch[0].numel()
+                self.k_ = min(max(self.k_ + self.k_rate * balance, 0.0), 1.0)
+            out.update({"L_girec": float(girec.detach()), "L_direc": float(direc.detach()),
+                        "k": self.k_})
+        if self.w_zrec > 0:
+            loss = loss + self.w_zrec * (z - aux.encoder(fake)).norm(dim=1).mean()
+        out["aux_loss"] = self.optimizer_step(self.aux_optimizer_, loss, epoch,
+                                              "auxiliary autoencoder loss")
+        return out
+
     def training_step(self, batch, epoch):
-        """D, then D', then G on the same batch; every term of eq. 1 logged."""
+        """D, then D', then G on the same batch; every term of eq. 1 logged (per sample: norms
+        over each image or code, averaged over the batch)."""
         net, out = self.network_, {}
         g, aux, disc = net.generator, net.auxiliary, net.discriminator
         ones = torch.ones(len(batch), device=batch.device)
@@ -234,27 +281,18 @@ class OCLR(BaseDeepDetector):
             out["d_loss"] = self.optimizer_step(
                 self.d_optimizer_, F.binary_cross_entropy_with_logits(logits, target), epoch,
                 "discriminator loss")
-        if self.trains_auxiliary:
-            with torch.no_grad():
-                fake = g(batch)
-            girec = (batch - aux(batch)).abs().mean()
-            direc = (fake - aux(fake)).abs().mean()
-            out["dual"] = self.optimizer_step(self.aux_optimizer_, girec - self.k_ * direc,
-                                              epoch, "dual autoencoder loss")
-            if self.began_gamma is not None:  # BEGAN's proportional control of k
-                balance = self.began_gamma * girec.item() - direc.item()
-                self.k_ = min(max(self.k_ + self.k_rate * balance, 0.0), 1.0)
-            out["k"] = self.k_
+        if self.w_dual > 0 or self.w_zrec > 0:
+            out.update(self._auxiliary_step(batch, epoch))
         z = g.encoder(batch)
         recon = g.decoder(z)
-        terms = {"irec": (batch - recon).abs().mean(),
+        terms = {"irec": _l1(batch, recon).mean(),
                  "c": (z - net.center).pow(2).sum(1).mean()}
         if self.w_adv > 0:
             terms["adv"] = F.binary_cross_entropy_with_logits(disc(recon).squeeze(1), ones)
         if self.w_zrec > 0:
             terms["zrec"] = (z - aux.encoder(recon)).norm(dim=1).mean()
         if self.w_dual > 0:
-            terms["dual_g"] = (recon - aux(recon)).abs().mean()
+            terms["dual_g"] = _l1(recon, aux(recon)).mean()
         weights = {"irec": self.w_irec, "adv": self.w_adv, "zrec": self.w_zrec, "c": self.w_c,
                    "dual_g": self.w_dual}
         loss = sum(weights[name] * value for name, value in terms.items())
@@ -263,20 +301,31 @@ class OCLR(BaseDeepDetector):
         return out
 
     @property
-    def trains_auxiliary(self) -> bool:
-        """Whether ``D'`` is a player: only a composition with ``L_zrec`` or ``L_dual`` has one."""
-        return self.w_dual > 0 or self.w_zrec > 0
+    def scores_through_auxiliary(self) -> bool:
+        """Whether the score reads ``D'(G(x))``: only with the dual loss is ``D'`` trained as an
+        autoencoder (with ``L_zrec`` alone only its encoder learns)."""
+        return self.w_dual > 0
 
     def batch_scores(self, batch):
-        """``|x - D'(G(x))|`` averaged per image (section 3.1); ``|x - G(x)|`` when ``D'`` is
-        not trained (the ``irec + adv`` row of Table 1 has no auxiliary autoencoder)."""
+        """``||x - D'(G(x))||_1`` per image (section 3.1, the loss's norm); ``||x - G(x)||_1``
+        when ``D'`` is not trained as an autoencoder (Table 1's rows without ``L_dual``)."""
         net = self.network_
-        recon = net(batch) if self.trains_auxiliary else net.generator(batch)
+        recon = net(batch) if self.scores_through_auxiliary else net.generator(batch)
         return _l1(recon, batch)
 
     def validation_metric(self, X_val):
         """Mean score of held-out normals (lower is better; no anomaly is seen)."""
         return float(self._scores_of(X_val).mean())
+
+    @torch.no_grad()
+    def reconstruction_error(self, X) -> float:
+        """Mean ``L_irec`` (``||x - G(x)||_1`` per image) of ``X`` in eval mode, the generator
+        alone: how well ``G`` reconstructs, whatever the score reads."""
+        self._check_is_fitted()
+        self.network_.eval()
+        g = self.network_.generator
+        return float(torch.cat([_l1(b, g(b)).cpu() for b in
+                                self._batches(torch.as_tensor(X), False)]).mean())
 
     @torch.no_grad()
     def latent(self, X) -> torch.Tensor:
