@@ -81,6 +81,9 @@ def test_the_generator_reconstructs_held_out_normals_far_better_than_a_mean_imag
     det = tiny(num_epochs=8, latent_dim=8, widths=(8, 16, 16), lr=2e-3).fit(X, X_val)
     mean_image_error = float(_l1(X_val, X.mean(0, keepdim=True)).mean())
     assert det.reconstruction_error(X_val) < 0.5 * mean_image_error
+    # every epoch logs it; the kept epoch's value is the restored network's
+    assert det.history_[det.best_epoch_]["val_irec"] == pytest.approx(
+        det.reconstruction_error(X_val), rel=1e-4)
 
 
 def test_the_centre_is_taken_after_pretraining_the_autoencoder():
@@ -151,3 +154,13 @@ def test_score_reads_the_auxiliary_autoencoder_only_with_the_dual_loss():
     full = tiny(num_epochs=1).fit(X)
     assert full.scores_through_auxiliary
     assert full.score(X) == pytest.approx(l1_of(full, True), rel=1e-5)
+    # the alternatives, named, in one pass; the selected one is score()'s
+    for det, names in ((full, {"dual", "irec", "center"}), (plain, {"irec", "center"})):
+        every = det.score_all(X)
+        assert set(every) == names and det.selected_score_ in every
+        assert every[det.selected_score_] == pytest.approx(det.score(X), rel=1e-6)
+    assert full.score_all(X)["irec"] == pytest.approx(l1_of(full, False), rel=1e-5)
+    with torch.no_grad():
+        codes = full.network_.generator.encoder(X)
+    assert full.score_all(X)["center"] == pytest.approx(
+        (codes - full.network_.center).pow(2).sum(1).numpy(), rel=1e-5)
