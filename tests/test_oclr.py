@@ -45,12 +45,12 @@ def test_tiny_fit_logs_every_term_and_sets_the_center():
     assert det.latent(X).shape == (48, 4)
 
 
-def test_k_stays_fixed_by_default_and_follows_began_control_when_asked():
+def test_k_follows_began_control_by_default_and_stays_fixed_without_it():
     X = ramp_images(32, side=16) * 2 - 1
-    fixed = tiny(num_epochs=1).fit(X)
+    fixed = tiny(num_epochs=1, began_gamma=None).fit(X)
     assert {row["k"] for row in fixed.history_} == {0.4}
     # BEGAN control starts k at 0; with no rate it stays there, with a huge one it is clipped
-    still = tiny(num_epochs=1, began_gamma=0.4, k_rate=0.0).fit(X)
+    still = tiny(num_epochs=1, k_rate=0.0).fit(X)
     assert {row["k"] for row in still.history_} == {0.0}
     jumpy = tiny(num_epochs=1, began_gamma=1.0, k_rate=1e6).fit(X)
     assert jumpy.k_ in (0.0, 1.0)
