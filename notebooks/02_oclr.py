@@ -40,7 +40,7 @@ QUICK = False            # quick mode: small subsets, 2 epochs (CI)
 DATA_ROOT = None         # None: use $ADLIB_DATA
 NORMAL_CLASS = 5         # MNIST digit taken as normal (Table 1 uses 5 and 3)
 SEED = 0
-EPOCHS = 5               # the paper gives no budget; chosen on the development split (Step 5)
+EPOCHS = 2               # the paper gives no budget; chosen on the development split (Step 5)
 PRETRAIN_EPOCHS = 1      # G as a plain autoencoder before the centre c is taken
 MAX_TRAIN_QUICK = 1000   # training normals in quick mode
 MAX_TEST_QUICK = 1500    # test images in quick mode (stratified)
@@ -222,7 +222,9 @@ else:
     dev = dev[~dev["quick"]]
     table = pd.DataFrame({
         "dataset": dev["dataset"], "class": dev["class_name"],
-        "k": ["BEGAN control" if "began" in v else "fixed 0.4" for v in dev["variant"]],
+        "composition": [v.replace("+dev", "").replace("+began", "") for v in dev["variant"]],
+        "k": ["fixed 0.4" if p.get("began_gamma") is None else "BEGAN control"
+              for p in dev["params"]],
         "epochs": dev["epochs_run"], "kept epoch": dev["best_epoch"] + 1,
         "AUROC (paper's score)": 100 * dev["auroc"],
         "AUROC ||x - G(x)||": [100 * s.get("irec", {}).get("auroc", np.nan)
@@ -234,22 +236,37 @@ else:
         "val_irec at kept epoch": [h[b].get("val_irec", np.nan)
                                    for h, b in zip(dev["history"], dev["best_epoch"])]})
     print("development split (training images only), seed 0")
-    display(table.sort_values(["dataset", "k", "epochs"]).round(1))
+    display(table.sort_values(["dataset", "composition", "k", "epochs"]).round(1))
     fig, axes = plt.subplots(1, 2, figsize=(12, 3.6))
     for ax, dataset in zip(axes, ["mnist", "cifar10"]):
-        for _, r in dev[dev["dataset"] == dataset].iterrows():
-            ks = "BEGAN control" if "began" in r["variant"] else "k = 0.4"
+        runs = dev[dev["dataset"] == dataset]
+        for _, r in runs.iterrows():
+            ks = ("k = 0.4" if r["params"].get("began_gamma") is None else "BEGAN control")
+            ks = f"{r['variant'].replace('+dev', '').replace('+began', '')}, {ks}"
             ax.plot([h["epoch"] + 1 for h in r["history"]],
                     [100 * h["track_auroc"] for h in r["history"]], marker="o",
                     label=f"{ks}, {r['epochs_run']} epochs (kept {r['best_epoch'] + 1})")
-        ax.set(title=f"{dataset}, class {r['class_name']}: development AUROC per epoch",
-               xlabel="epoch", ylabel="development AUROC (%)")
-        ax.legend(fontsize=8)
+        classes = ", ".join(sorted(set(runs["class_name"].astype(str))))
+        ax.set(title=f"{dataset}, class {classes}: development AUROC per epoch",
+               xlabel="epoch after pretraining", ylabel="development AUROC (%)")
+        if len(runs):
+            ax.legend(fontsize=8)
     plt.tight_layout()
     plt.show()
 
 # %% [markdown]
-# DEV_CONCLUSION
+# What the development split says, and what we therefore run (the class's defaults):
+#
+# * **`k`**: BEGAN's control beats the fixed 0.4 on both datasets (MNIST 3: 92.0 against 83.4
+#   after 2 epochs; CIFAR-10 bird: 65.2 against 62.3). Under the control `k` stays near 0
+#   (exactly 0 on MNIST, at most 0.002 on CIFAR-10): `L_direc` never falls to `0.4 L_girec`, so
+#   `D'` in effect only learns to reconstruct inputs. With `k` fixed at 0.4, `D'` is pushed to
+#   distort every reconstruction, normal ones included, and the score `||x - D'(G(x))||_1`
+#   grows on normals as fast as on anomalies.
+# * **Budget**: 2 epochs after one pretraining epoch. On MNIST the development AUROC peaks after
+#   2 epochs and falls as `G` converges (it learns to reconstruct the other digits too); on
+#   CIFAR-10 it is flat. A converged `G` is a *worse* detector here, so "train until the loss
+#   is flat" is not the budget to use.
 
 # %% [markdown]
 # ## Step 6: Table 1 and the one-class results (Fig 3), from the committed benchmark runs
@@ -261,6 +278,9 @@ else:
 # python -m adlib bench oclr --dataset mnist --classes 5 3 --seeds 0 1 2 \
 #     --variant irec+adv --set w_zrec=0 w_c=0 w_dual=0      # and the other compositions
 # python -m adlib bench oclr --dataset cifar10 --classes 6 2 --seeds 0 1 2 --variant full
+# python -m adlib bench oclr --dataset mnist --classes all --seeds 0 1 2 --variant full
+# python -m adlib bench oclr --dataset mnist --classes all --seeds 0 --variant irec+adv \
+#     --set w_zrec=0 w_c=0 w_dual=0                          # and the other compositions
 # ```
 #
 # Beside each AUROC, `G`'s reconstruction error of held-out normals at the kept epoch
@@ -340,6 +360,8 @@ LITERATURE = pd.DataFrame(
            "El-Yaniv 2018), published", "OCLR, the paper's Table 1"])
 found = {}
 for path in sorted(RESULTS.glob("*_cifar10.jsonl")):
+    if "_rev" in path.stem or "_dev" in path.stem:  # older code revisions, development runs
+        continue
     rows = load_results(path)
     rows = rows[~rows["quick"] & rows["normal_class"].isin([6, 2])]
     for (method, variant), g in rows.groupby(["method", "variant"]):
@@ -350,6 +372,36 @@ for path in sorted(RESULTS.glob("*_cifar10.jsonl")):
                                                      "bird": means.get(2, np.nan)}
 book = pd.DataFrame(found).T
 display(pd.concat([book, LITERATURE]).round(1))
+
+# %% [markdown]
+# ### What the tables say
+#
+# Measured on 2 CPU cores, revision 2, 1 + 2 epochs a run (the numbers in the cells above are
+# the committed rows; these sentences summarise them):
+#
+# * **`G` now reconstructs.** At the kept epoch held-out normals cost 114-177 per image in L1
+#   on average per MNIST digit and 644-803 per CIFAR-10 class, where the training set's mean
+#   image costs 256 / 244 on digits 5 / 3 and 1089 / 1134 on frog / bird (revision 1 stayed
+#   at a mean image's error).
+# * **MNIST one-class reaches the Deep SVDD level**: full-model mean 92.44 over 10 digits
+#   (seeds 0 / 1 / 2: 93.30 / 94.04 / 89.99), beside the book's plain convolutional autoencoder (93.1) and Deep SVDD
+#   (PyOD's, 89.9).
+# * **The full model is not better than its ablations.** On MNIST's 10 digits (seed 0) the
+#   four compositions land within half a point (full 93.30; irec + adv 93.39, + zrec 93.24,
+#   + c 92.90); on Table 1's four cells over 3 seeds the full model averages 78.3 against
+#   78.4-78.9 for the ablations. Every ablated row is far *above* the paper's 0.54-0.70: once
+#   `G` is an autoencoder, the adversarial and latent terms change little, and the dual loss
+#   (with `k` near 0) adds no jump. The paper's ablation rows look like what our revision 1
+#   measured with a `G` that did not reconstruct (0.61-0.85), which we can only note, not test.
+# * **CIFAR-10 frog / bird at 0.97 / 0.98 is out of reach** for every method in this book: the
+#   table just above puts all of them, OCLR included, at 0.59-0.73 on frog and 0.55-0.67 on
+#   bird, and the published Deep SVDD (about 0.68 / 0.51) and geometric transforms (about
+#   0.83 / 0.78) stay far below too. Our full model's CIFAR-10 mean is 59.48 (3 seeds).
+# * **What we tried**: the paper's fixed `k` and BEGAN's control; budgets from 2 to 10 epochs
+#   (the development AUROC falls as `G` converges, for `irec + adv` alone too: 94.7 after 1
+#   epoch, 82.3 after 8); the two alternative scores on every row
+#   (`||x - G(x)||_1` ties with the paper's score, the code's distance to `c` is worse on
+#   average).
 
 # %% [markdown]
 # ## Step 7: GTSRB stop signs against adversarial boundary attacks (Table 2)
@@ -379,41 +431,44 @@ except DataError as err:
 #
 # * **Networks** (not given): DCGAN-style at 32 x 32, code of 64; see the module docstring.
 # * **Adversarial loss for G**: the non-saturating `-log D(G(x))`; **dual loss for G**: BEGAN's
-#   `||G(x) - D'(G(x))||_1`.
+#   (and ADAE's) `||G(x) - D'(G(x))||_1`.
+# * **`c`**: after one epoch of `G` as a plain autoencoder (the paper says "an initial forward
+#   pass"; Deep SVDD, which the regularizer follows, takes it after pretraining).
 # * **`k`**: the paper fixes it at 0.4; we let it follow BEGAN's proportional control
-#   (`began_gamma = 0.4`, chosen on the development split above). Under the control `k` never
-#   left 0 in our runs, so what we run is in effect `k = 0`: `D'` only learns to reconstruct
-#   inputs. `began_gamma=None` restores the paper.
-# * **`irec + adv`** has no auxiliary autoencoder, so that row scores `|x - G(x)|`.
-# * **Score**: the mean absolute error of `D'(G(x))` against `x`.
-# * **Model selection** on held-out normals only; **budget** (not given): 5 epochs in the CPU
-#   benchmark, 15 by default on a GPU.
+#   (`began_gamma = 0.4`, chosen on the development split, Step 5), under which it stays near 0.
+#   `began_gamma=None` restores the paper.
+# * **Rows of Table 1 without `L_dual`** have no trained `D'` decoder (with `L_zrec` alone only
+#   `D'`'s encoder learns), so they score `||x - G(x)||_1`.
+# * **Score**: the paper's `||x - D'(G(x))||_1`; every benchmark row also reports
+#   `||x - G(x)||_1` and `||G_e(x) - c||^2` as named alternatives (`all_scores`), never chosen
+#   on test labels.
+# * **Model selection** on held-out normals only; **budget** (not given): 2 epochs after one
+#   pretraining epoch, chosen on the development split.
 # * **Data**: CIFAR-10 is the book's JPEG copy (quality 75); GTSRB is not in the offline data.
 #
 # ## Exercises
 #
 # 1. Train with the paper's fixed `k` (`began_gamma=None`, `k=0.4`), then with `k=1`. What
 #    does the dual loss do to the score histogram of normal digits?
-# 2. Replace `c` by the origin (`center_eps` large, all coordinates pushed to the guard). Does
+# 2. Train for 10 epochs instead of 2 and follow `val_irec` and the test AUROC per epoch
+#    (`OCLR.track`). Why does a better autoencoder make a worse detector here?
+# 3. Replace `c` by the origin (`center_eps` large, all coordinates pushed to the guard). Does
 #    the latent regularizer still help?
-# 3. Score with `|x - G(x)|` instead of `|x - D'(G(x))|`. Which is better, and why might the
-#    auxiliary autoencoder help?
+# 4. Score with `||x - G(x)||_1` instead of `||x - D'(G(x))||_1`. Which is better, and why
+#    might the auxiliary autoencoder help?
 
 # %% [markdown] tags=["solution"]
-# ### Solution to exercise 3
+# ### Solution to exercise 4
 
 # %% tags=["solution"]
 if HAVE_DATA:
-    net = full.network_.eval()
-    with torch.no_grad():
-        g_only = torch.cat([(net.generator(b) - b).abs().flatten(1).mean(1).cpu()
-                            for b in split.X_test.to(full.device_).split(256)]).numpy()
-    both = {"|x - G(x)|": g_only, "|x - D'(G(x))| (the paper's score)": full_scores}
+    every = full.score_all(split.X_test)  # the paper's score and the named alternatives
+    both = {"||x - G(x)||_1": every["irec"], "||x - D'(G(x))||_1 (the paper's)": every["dual"]}
     aurocs = {name: metrics.auroc(split.y_test, s) for name, s in both.items()}
     fig, axes = plt.subplots(1, 2, figsize=(12, 3.6))
     for ax, (name, s) in zip(axes, both.items()):
         plots.score_histogram(s, split.y_test, f"{name}: AUROC {aurocs[name]:.3f}", ax=ax,
-                              xlabel="mean absolute error per image")
+                              xlabel="L1 error per image")
     fig.suptitle(f"the full model's two reconstruction scores, digit {NORMAL_CLASS}")
     plt.tight_layout()
     plt.show()
@@ -425,4 +480,4 @@ if HAVE_DATA:
           "D'(G(x)) compounds two reconstructions learnt on normals; an anomaly that G still "
           "copies fairly well is pulled twice towards a normal digit and its error grows, while "
           "a normal digit survives both. With k > 0 D' is also trained to fail on G's outputs, "
-          "which the paper relies on; under BEGAN's control k stayed 0 in our runs.")
+          "which the paper relies on; under BEGAN's control k stays near 0 in our runs.")
