@@ -386,8 +386,8 @@ display(pd.concat([book, LITERATURE]).round(1))
 #   image costs 256 / 244 on digits 5 / 3 and 1089 / 1134 on frog / bird (revision 1 stayed
 #   at a mean image's error).
 # * **MNIST one-class reaches the Deep SVDD level**: full-model mean 92.44 over 10 digits
-#   (seeds 0 / 1 / 2: 93.30 / 94.04 / 89.99), beside the book's plain convolutional autoencoder (93.1) and Deep SVDD
-#   (PyOD's, 89.9).
+#   (seeds 0 / 1 / 2: 93.30 / 94.04 / 89.99), beside the book's plain convolutional
+#   autoencoder (93.1) and Deep SVDD (PyOD's, 89.9).
 # * **The full model is not better than its ablations.** On MNIST's 10 digits (seed 0) the
 #   four compositions land within half a point (full 93.30; irec + adv 93.39, + zrec 93.24,
 #   + c 92.90); on Table 1's four cells over 3 seeds the full model averages 78.3 against

@@ -71,11 +71,11 @@ Table 1's full model gives 0.890 / 0.895 / 0.690 / 0.657 on MNIST 5 / 3 and CIFA
 (paper 0.99 / 0.99 / 0.97 / 0.98); the three ablated compositions give 0.918-0.927 /
 0.908-0.910 / 0.643-0.659 / 0.665-0.666 (paper 0.54-0.70): averaged over the four cells the full
 model (78.3) is not above its ablations (78.4-78.9). One-class means over 10 classes: MNIST
-92.44 (seeds 93.30 / 94.04 / 89.99), CIFAR-10 (JPEG copy) 59.48 (seeds 59.95 / 58.97 / 59.51). On MNIST's 10 digits (seed
-0) the four compositions tie: full 93.30, ``irec + adv`` 93.39, ``+ zrec`` 93.24, ``+ c``
-92.90. ``G`` reconstructs: held-out ``L_irec`` at the kept epoch averages 114-177 per MNIST digit
-and 644-803 per CIFAR-10 class, where the training set's mean image scores 256 / 244 on
-digits 5 / 3 and 1089 / 1134 on frog / bird.
+92.44 (seeds 93.30 / 94.04 / 89.99), CIFAR-10 (JPEG copy) 59.48 (seeds 59.95 / 58.97 /
+59.51). On MNIST's 10 digits (seed 0) the four compositions tie: full 93.30, ``irec + adv``
+93.39, ``+ zrec`` 93.24, ``+ c`` 92.90. ``G`` reconstructs: held-out ``L_irec`` at the kept
+epoch averages 114-177 per MNIST digit and 644-803 per CIFAR-10 class, where the training
+set's mean image scores 256 / 244 on digits 5 / 3 and 1089 / 1134 on frog / bird.
 """
 from __future__ import annotations
 
@@ -182,9 +182,9 @@ class OCLR(BaseDeepDetector):
         k: weight of the generated-input term of the dual loss (eq. 8) when it is fixed.
         began_gamma: BEGAN's equilibrium ratio (default 0.4, chosen on the development split;
             see the module docstring), or ``None`` to keep ``k`` fixed, as the paper does. With
-            a number, ``k`` starts at 0 and follows ``k <- clip(k + k_rate * (gamma * L_girec - L_direc), 0, 1)``
-            after every step, which holds ``L_direc`` near ``gamma * L_girec`` (Berthelot et
-            al. 2017, eq. 4).
+            a number, ``k`` starts at 0 and after every step follows
+            ``k <- clip(k + k_rate * (gamma * L_girec - L_direc), 0, 1)``, which holds
+            ``L_direc`` near ``gamma * L_girec`` (Berthelot et al. 2017, eq. 4).
         k_rate: BEGAN's ``lambda_k`` (0.001), per pixel (the norms are divided by the pixel
             count before the update, so the rate does not depend on the image size).
         pretrain_epochs: epochs of ``G`` as a plain autoencoder (``L_irec`` alone) before the
