@@ -7,6 +7,7 @@ import torch
 from helpers import ramp_images
 
 from adlib.methods.oclr import OCLR, OCLRNet, _l1, latent_center
+from adlib.training import seed_everything
 
 
 @pytest.mark.parametrize("channels", [1, 3])
@@ -105,9 +106,9 @@ def test_the_centre_is_taken_after_pretraining_the_autoencoder():
 ])
 def test_latent_term_trains_the_auxiliary_encoder(weights, encoder_moves, decoder_moves):
     X = ramp_images(32, side=16) * 2 - 1
-    before = tiny(num_epochs=1, **weights)
-    before.fit(X[:1], None)  # builds the same initial network (same seed)
-    init = {k: v.clone() for k, v in before.network_.auxiliary.state_dict().items()}
+    seed_everything(0)  # the initial network fit builds (same seed, before any step)
+    initial = tiny(**weights).build_network(tuple(X.shape[1:]))
+    init = {k: v.clone() for k, v in initial.auxiliary.state_dict().items()}
     after = tiny(num_epochs=1, **weights).fit(X)
     state = after.network_.auxiliary.state_dict()
     moved = {part: any(not torch.equal(init[k], state[k]) for k in init

@@ -263,18 +263,14 @@ class OCLR(BaseDeepDetector):
         self.network_.center.copy_(latent_center(g.encoder, self._batches(X_train, False),
                                                  self.center_eps))
         self.network_.train()
-        self.val_images_ = X_val
+        self.val_irec_ = None
 
     def on_epoch_end(self, epoch):
         """Log ``val_irec``: ``G``'s reconstruction error of the held-out normals (``L_irec``,
-        eval mode), whatever the score reads, so every row says whether ``G`` reconstructs."""
-        if self.val_images_ is not None:
-            self.network_.eval()
-            self.history_[-1]["val_irec"] = self._irec_of(self.val_images_)
-            self.network_.train()
-
-    def on_fit_end(self, X_train, X_val):
-        self.val_images_ = None  # let the images go with the fit
+        eval mode), measured in :meth:`validation_metric`'s pass, whatever the score reads, so
+        every row says whether ``G`` reconstructs."""
+        if self.val_irec_ is not None:
+            self.history_[-1]["val_irec"] = self.val_irec_
 
     def _auxiliary_step(self, batch, epoch) -> dict:
         """``D'`` minimises ``w_d L_dual`` (eqs. 6-8) and, for its encoder, ``w_z L_zrec``
@@ -367,18 +363,19 @@ class OCLR(BaseDeepDetector):
         the AUROC of each (``all_scores``), as alternatives named, never chosen on test labels.
         """
         self.network_.eval()
-        parts = [self._all_of_batch(b) for b in self._batches(torch.as_tensor(X), False)]
+        return self._all_scores_of(torch.as_tensor(X))
+
+    def _all_scores_of(self, X: torch.Tensor) -> dict:
+        parts = [self._all_of_batch(b) for b in self._batches(X, False)]
         return {name: torch.cat([p[name].cpu() for p in parts]).double().numpy()
                 for name in parts[0]}
 
     def validation_metric(self, X_val):
-        """Mean score of held-out normals (lower is better; no anomaly is seen)."""
-        return float(self._scores_of(X_val).mean())
-
-    @torch.no_grad()
-    def _irec_of(self, X: torch.Tensor) -> float:
-        g = self.network_.generator
-        return float(torch.cat([_l1(b, g(b)).cpu() for b in self._batches(X, False)]).mean())
+        """Mean score of held-out normals (lower is better; no anomaly is seen); the same pass
+        keeps their ``L_irec`` for the epoch's ``val_irec``."""
+        scores = self._all_scores_of(X_val)
+        self.val_irec_ = float(scores["irec"].mean())
+        return float(scores[self.selected_score_].mean())
 
     def reconstruction_error(self, X) -> float:
         """Mean ``L_irec`` (``||x - G(x)||_1`` per image, in [-1, 1] units) of ``X``
@@ -389,8 +386,7 @@ class OCLR(BaseDeepDetector):
             NotFittedError: before ``fit``.
         """
         self._check_is_fitted()
-        self.network_.eval()
-        return self._irec_of(torch.as_tensor(X))
+        return float(self.score_all(X)["irec"].mean())
 
     @torch.no_grad()
     def latent(self, X) -> torch.Tensor:
