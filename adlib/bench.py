@@ -271,7 +271,8 @@ def run_grid(method: str, dataset: str, classes="all", seeds=(0,), *, quick: boo
     options of
     :func:`adlib.video.ucsd_patches` (for example ``{"stride": 25}``). A few-shot method
     (ADNL) runs :func:`adlib.protocols.anomaly_class` with each class as *the anomaly*;
-    ``protocol`` then holds its options (``n_labelled``, ``test_anomaly``). Non-default protocol
+    ``protocol`` then holds its options (``n_labelled``, ``test_anomaly``, ``size``; its
+    ``dev=True`` holds out labelled anomalies instead). Non-default protocol
     options are folded into the variant's name. ``dev=True`` evaluates on
     :func:`adlib.protocols.development_split` (training images only) instead of the test split,
     for choosing hyperparameters without test labels; its rows carry the variant ``<name>+dev``.
@@ -342,16 +343,16 @@ def grid_row(grid: dict, job) -> dict:
     wall = time.perf_counter()
     method, dataset, train, test = grid["method"], grid["dataset"], grid["train"], grid["test"]
     preprocess, max_train, max_test = grid["preprocess"], grid["max_train"], grid["max_test"]
-    if grid["few_shot"]:  # ADNL's protocol: class c is the anomaly, a few of it labelled
+    if grid["few_shot"]:  # ADNL's protocol: class c is the anomaly, some of it labelled
         split = anomaly_class(dataset, c, seed=s, preprocess=preprocess, max_train=max_train,
                               max_test=max_test, train_set=train, test_set=test,
-                              **(grid["protocol"] or {}))
+                              development=grid["dev"], **(grid["protocol"] or {}))
     else:
         split = one_class(dataset, c, seed=s, preprocess=preprocess, max_train=max_train,
                           max_test=max_test, train_set=train, test_set=test)
     if grid.get("selection", "clean") == "paper":
         split = paper_selection(split, train, seed=s, preprocess=preprocess)
-    if grid["dev"]:
+    if grid["dev"] and not grid["few_shot"]:
         split = development_split(split, train, seed=s, preprocess=preprocess)
     result = run_one(method, split, s, grid["params"], grid["quick"], grid["verbose"],
                      grid["outlier_ratios"], track=grid["dev"])

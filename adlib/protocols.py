@@ -191,6 +191,9 @@ def development_split(split: OneClassSplit, train_set: ImageSet, n_anomalies: in
     benchmark (for example ALPS' latent size) without ever reading a test label; the test split
     is not touched. Not a one-class protocol: it uses labels of other classes' training images.
     """
+    if split.info.get("protocol") == "anomaly_class":
+        raise ValueError("an anomaly_class split's normal_class is its anomaly: build its "
+                         "development split with anomaly_class(..., development=True)")
     labels = train_set.labels.numpy()
     others = np.flatnonzero(labels != split.normal_class)
     if split.val_anomaly_index is not None:  # the selection's anomalies never evaluate
@@ -204,9 +207,7 @@ def development_split(split: OneClassSplit, train_set: ImageSet, n_anomalies: in
     info = {**split.info, "evaluated_on": "development split: validation normals and other "
             "classes' training images (no test image)", "n_test": len(y_test),
             "n_test_anomalies": int(len(pick))}
-    # X_anomalies=None as before: a few-shot method's labelled anomalies are not left out of the
-    # development anomalies yet, so its development runs train without them
-    return replace(split, X_test=X_test, y_test=y_test, info=info, X_anomalies=None,
+    return replace(split, X_test=X_test, y_test=y_test, info=info,
                    test_classes=np.r_[np.full(len(split.X_val), split.normal_class),
                                       labels[pick]])
 
@@ -376,31 +377,53 @@ def transfer(source: str, target: str, anomaly_rate: float, seed: int = 0, *,
                          info=info)
 
 
-def anomaly_class(dataset: str, anomaly: int, seed: int = 0, *, n_labelled: int | None = 100,
-                  test_anomaly: int | None = None, train_share: float = 0.8,
-                  val_size: float = 0.1, preprocess: Preprocess = Preprocess(),
-                  max_train: int | None = None, max_test: int | None = None, root=None,
-                  verify: bool = True, train_set: ImageSet | None = None,
+def anomaly_class(dataset: str, anomaly: int, seed: int = 0, *,
+                  n_labelled: int | str | None = "all", test_anomaly: int | None = None,
+                  train_share: float = 0.8, val_size: float = 0.1, size: int | None = None,
+                  development: bool = False, dev_share: float = 0.2,
+                  preprocess: Preprocess = Preprocess(), max_train: int | None = None,
+                  max_test: int | None = None, root=None, verify: bool = True,
+                  train_set: ImageSet | None = None,
                   test_set: ImageSet | None = None) -> OneClassSplit:
     """ADNL's protocol (section 4.4): class ``anomaly`` is abnormal, every other class normal.
 
     The dataset's train and test splits are pooled and re-split ``train_share`` : rest (8:2),
     stratified by class and seeded. Training normals are the normal classes' training part (a
     share ``val_size`` held out for validation); ``X_anomalies`` holds ``n_labelled`` training
-    images of the anomaly class (``None``: all of them; 0: none, the unsupervised baseline).
-    The test set is the held-out part of the normal classes and of the test anomaly class.
+    images of the anomaly class: ``"all"`` (or ``None``, the default) labels every one of them,
+    the paper's protocol (its 10 : 1 ratio of normal to abnormal data); an integer labels that
+    many (the book's few-shot extension); 0 none (the unsupervised baseline). The test set is
+    the held-out part of the normal classes and of the test anomaly class. ``size`` resizes the
+    input (the paper's 64 x 64; ``None`` keeps ``preprocess``'s).
 
     ``test_anomaly`` tests on *another* class than the one learned from (the unseen-anomaly
     question the paper raises): that class then leaves the normal data too, and
     ``info["test_anomaly"]`` says so. ``normal_class`` of the split holds the anomaly class.
+
+    ``development=True`` evaluates on training images only, for choosing a budget without a
+    test label: a share ``dev_share`` of the anomaly class's training images is held out of the
+    labelled pool, and the test set becomes the validation normals (label 0) and those held-out
+    images (label 1; the unseen class's training images when ``test_anomaly`` differs).
+
+    Raises:
+        DataError: ``n_labelled`` above the anomaly class's training images, or no normal
+            class left.
+        ValueError: ``n_labelled`` neither a count nor ``"all"``; a share outside (0, 1).
     """
+    if n_labelled is None or n_labelled == "all":
+        n_labelled = None
+    elif not isinstance(n_labelled, int) or isinstance(n_labelled, bool) or n_labelled < 0:
+        raise ValueError(f"n_labelled={n_labelled!r}: give a count >= 0 or 'all'")
+    if size is not None:
+        preprocess = replace(preprocess, size=int(size))
     train = train_set if train_set is not None else _load(dataset, "train", root, verify)
     test = test_set if test_set is not None else _load(dataset, "test", root, verify)
     n_classes = len(train.classes)
     (anomaly,) = resolve_classes([anomaly], n_classes)
     unseen = anomaly if test_anomaly is None else resolve_classes([test_anomaly], n_classes)[0]
-    if not 0 < train_share < 1:
-        raise ValueError(f"train_share={train_share} must lie in (0, 1)")
+    for name, share in (("train_share", train_share), ("dev_share", dev_share)):
+        if not 0 < share < 1:
+            raise ValueError(f"{name}={share} must lie in (0, 1)")
     images = torch.cat([train.images, test.images])
     labels = np.concatenate([train.labels.numpy(), test.labels.numpy()])
     rng = np.random.default_rng(seed)
@@ -420,12 +443,21 @@ def anomaly_class(dataset: str, anomaly: int, seed: int = 0, *, n_labelled: int 
     val, fit = np.sort(normal_train[:n_val]), np.sort(normal_train[n_val:])
     fit = _subsample(fit, max_train, rng)
     pool = train_idx[anomaly]
+    if development:  # the held-out share of the anomaly class never trains
+        n_dev = int(round(dev_share * len(pool)))
+        dev_anomalies, pool = np.sort(pool[:n_dev]), pool[n_dev:]
+        if unseen != anomaly:
+            dev_anomalies = np.sort(train_idx[unseen])
     if n_labelled is not None and n_labelled > len(pool):
         raise DataError(f"n_labelled={n_labelled} but class {anomaly} has only {len(pool)} "
-                        "training images")
+                        "training images" + (" outside the development share"
+                                             if development else ""))
     labelled = np.sort(pool if n_labelled is None else rng.permutation(pool)[:n_labelled])
-    test_all = np.sort(np.concatenate([t for c, t in enumerate(test_idx)
-                                       if c not in abnormal or c == unseen]))
+    if development:  # validation normals against held-out training images of the class
+        test_all = np.r_[val, dev_anomalies]
+    else:
+        test_all = np.sort(np.concatenate([t for c, t in enumerate(test_idx)
+                                           if c not in abnormal or c == unseen]))
     y_all = (labels[test_all] == unseen).astype(np.int64)
     if max_test is not None and max_test < len(test_all):
         n_anom = min(max(int(round(max_test * y_all.mean())), 1), max_test - 1)
@@ -439,6 +471,9 @@ def anomaly_class(dataset: str, anomaly: int, seed: int = 0, *, n_labelled: int 
             "n_labelled": len(labelled), "n_test": len(test_all),
             "n_test_anomalies": int(y_all.sum()), "preprocess": asdict(preprocess),
             "source": train.source}
+    if development:
+        info["evaluated_on"] = ("development split: validation normals and held-out training "
+                                "images of the anomaly class (no test image)")
     return OneClassSplit(
         X_train=preprocess(images[fit]), X_val=preprocess(images[val]),
         X_test=preprocess(images[test_all]), y_test=y_all, normal_class=anomaly,

@@ -7,7 +7,7 @@ import torch
 from helpers import ramp_images
 
 from adlib.data import DataError
-from adlib.methods.adnl import ADNL, AAE, negative_loss
+from adlib.methods.adnl import ADNL, AAE, negative_loss, negative_steps_due
 from adlib.protocols import anomaly_class
 from conftest import decode_index, encoded_image_set
 
@@ -50,6 +50,39 @@ def test_negative_learning_raises_the_error_of_the_labelled_kind():
     test_anom = anomalies[32:]
     gap = lambda d: d.score(test_anom).mean() - d.score(normals[48:]).mean()  # noqa: E731
     assert gap(negative) > gap(plain)
+
+
+def test_negative_steps_interleave_in_proportion():
+    # MNIST with every 7 labelled: 176 normal batches, 22 anomaly batches an epoch
+    due = [negative_steps_due(i, 22, 176) for i in range(1, 177)]
+    assert due[0] == 1 and due[7] == 1 and due[8] == 2 and due[-1] == 22
+    assert all(b - a in (0, 1) for a, b in zip(due, due[1:]))
+    assert [negative_steps_due(i, 1, 4) for i in (1, 4)] == [1, 1]  # 100 labelled: one batch
+    assert [negative_steps_due(i, 6, 2) for i in (1, 2)] == [3, 6]  # more anomaly batches
+    assert negative_steps_due(3, 0, 3) == 0
+    with pytest.raises(ValueError, match="step 5 of 4"):
+        negative_steps_due(5, 1, 4)
+
+
+@pytest.mark.parametrize("n_anomalies, steps", [(40, 3), (16, 1), (3, 1)])
+def test_each_labelled_anomaly_once_an_epoch(n_anomalies, steps):
+    normals = ramp_images(64, side=16) * 2 - 1  # 4 normal batches of 16
+    det = tiny(num_epochs=2).fit(normals, X_anomalies=-normals[:n_anomalies])
+    assert [row["negative_steps"] for row in det.history_] == [steps, steps]
+
+
+@pytest.mark.parametrize("batch_stats", [False, True])
+def test_negative_step_batch_norm_statistics(batch_stats):
+    normals = ramp_images(32, side=16) * 2 - 1
+    det = tiny(num_epochs=1, negative_batch_stats=batch_stats).fit(
+        normals, X_anomalies=-normals[:8])
+    det.network_.train()
+    buffers = {k: v.clone() for k, v in det.network_.state_dict().items() if "running" in k}
+    det._negative_step(-normals[8:16], epoch=0)
+    after = det.network_.state_dict()
+    changed = any(not torch.equal(v, after[k]) for k, v in buffers.items())
+    assert changed == batch_stats  # the default leaves the normals' statistics alone
+    assert det.network_.training  # back in training mode for the next positive step
 
 
 def test_scaled_loss_and_weight_train_and_bad_options_raise():
@@ -102,5 +135,39 @@ def test_anomaly_class_unsupervised_and_unseen_anomaly(sets):
     assert set(u.test_classes[u.y_test == 1]) == {5} and 3 not in set(u.test_classes)
     with pytest.raises(DataError, match="only 24"):
         anomaly_class("custom", 3, n_labelled=25, train_set=train, test_set=test)
+    for bad in (-1, 2.5, "some", True):
+        with pytest.raises(ValueError, match="n_labelled"):
+            anomaly_class("custom", 3, n_labelled=bad, train_set=train, test_set=test)
     with pytest.raises(DataError, match="unknown class"):
         anomaly_class("custom", 12, train_set=train, test_set=test)
+
+
+def test_anomaly_class_labels_every_anomaly_by_default_and_resizes(sets):
+    train, test = sets
+    s = anomaly_class("custom", 3, train_set=train, test_set=test)
+    assert len(s.X_anomalies) == 24 and s.info["n_labelled"] == 24  # the paper's protocol
+    big = anomaly_class("custom", 3, n_labelled="all", size=16, train_set=train, test_set=test)
+    assert big.X_train.shape[-2:] == (16, 16) and big.info["preprocess"]["size"] == 16
+    np.testing.assert_array_equal(big.y_test, s.y_test)
+
+
+@pytest.mark.parametrize("test_anomaly", [None, 5])
+def test_anomaly_class_development_split_reads_training_images_only(sets, test_anomaly):
+    train, test = sets
+    full = anomaly_class("custom", 3, test_anomaly=test_anomaly, train_set=train, test_set=test)
+    dev = anomaly_class("custom", 3, test_anomaly=test_anomaly, development=True,
+                        train_set=train, test_set=test)
+    idx = lambda x: set(decode_index(x).tolist())  # noqa: E731
+    assert not idx(dev.X_test) & idx(full.X_test)  # no image of the protocol's test set
+    assert not idx(dev.X_test) & idx(dev.X_anomalies)  # held out of the labelled pool
+    assert not idx(dev.X_test) & idx(dev.X_train)
+    assert idx(dev.X_test) >= idx(dev.X_val) and (dev.y_test == 0).sum() == len(dev.X_val)
+    unseen = 3 if test_anomaly is None else 5
+    assert set(dev.test_classes[dev.y_test == 1]) == {unseen}
+    if test_anomaly is None:  # 5 of the 24 training threes are held out
+        assert dev.y_test.sum() == 5 and len(dev.X_anomalies) == 19
+    assert idx(dev.X_anomalies) <= idx(full.X_anomalies)
+    assert "development" in dev.info["evaluated_on"]
+    with pytest.raises(ValueError, match="dev_share"):
+        anomaly_class("custom", 3, development=True, dev_share=1.0, train_set=train,
+                      test_set=test)

@@ -274,6 +274,12 @@ def test_run_grid_few_shot_method_uses_the_anomaly_class_protocol(bench_mnist, t
     assert row["protocol"]["protocol"] == "anomaly_class"
     assert row["protocol"]["anomaly_class"] == 2 and row["protocol"]["n_labelled"] == 3
     assert "negative" in row["history"][0]
+    run_grid("adnl", "mnist", [2], (0,), params=params, out=out, root=bench_mnist.root,
+             verbose=False, dev=True)  # every 2 labelled; a share held out to evaluate
+    dev = read_rows(out)[1]
+    assert dev["variant"] == "default+dev" and "negative" in dev["history"][0]
+    assert "anomaly class" in dev["protocol"]["evaluated_on"]
+    assert dev["protocol"]["n_test_anomalies"] > 0 and dev["protocol"]["n_labelled"] > 3
     with pytest.raises(ValueError, match="few-shot"):
         run_grid("isolation_forest", "mnist", [0], protocol={"n_labelled": 3},
                  root=bench_mnist.root, out=tmp_path / "x.jsonl", verbose=False)

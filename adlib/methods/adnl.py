@@ -52,7 +52,8 @@ from ..metrics import auroc
 from ..protocols import Preprocess
 from ..registry import register
 
-__all__ = ["AAEEncoder", "AAEDecoder", "LatentDiscriminator", "negative_loss", "ADNL"]
+__all__ = ["AAEEncoder", "AAEDecoder", "LatentDiscriminator", "negative_loss",
+           "negative_steps_due", "ADNL"]
 
 
 class AAEEncoder(nn.Module):
@@ -133,6 +134,16 @@ def negative_loss(recon: torch.Tensor, x: torch.Tensor, kind: str = "naive") -> 
     raise ValueError(f"negative loss {kind!r}: use 'naive' or 'scaled'")
 
 
+def negative_steps_due(step: int, n_negative: int, n_positive: int) -> int:
+    """How many of an epoch's ``n_negative`` anomaly batches are done once its ``step``-th
+    (1-based) of ``n_positive`` normal batches is: ``ceil(step * n_negative / n_positive)``,
+    so the two kinds interleave in proportion and each anomaly batch comes once an epoch
+    (Algorithm 1's loop over normal and abnormal data; no oversampling)."""
+    if n_positive < 1 or not 0 <= step <= n_positive:
+        raise ValueError(f"step {step} of {n_positive} normal batches")
+    return math.ceil(step * n_negative / n_positive)
+
+
 def _mse(recon: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return (recon - x).pow(2).flatten(1).mean(1)
 
@@ -152,6 +163,12 @@ class ADNL(BaseDeepDetector):
         latent_dim, widths: the code's size and the convolution widths.
         adversarial: impose the Gaussian prior with the latent discriminator (AAE); ``False``
             gives a plain autoencoder.
+        betas: Adam's betas (default Kingma and Ba's, the paper's [26]; ``lr`` defaults to their
+            1e-3).
+        negative_batch_stats: normalise a negative step's anomaly-only batch with its own
+            batch-norm statistics and let them update the running ones (``True``), or with the
+            running statistics of the normal data, left unchanged, as at test time (``False``,
+            the default: see the module docstring's shortcut).
         Other arguments: see :class:`adlib.detectors.BaseDeepDetector`.
     """
 
@@ -161,18 +178,24 @@ class ADNL(BaseDeepDetector):
     validation_mode = "min"
     notebook = "04_adnl"
     preprocess = Preprocess(scale="pm1")
+    #: 2: Algorithm 1's proportional schedule, Adam at Kingma and Ba's settings, negative steps
+    #: on the running batch-norm statistics (revision 1: a negative step after every positive
+    #: one, drawn with replacement; DCGAN's Adam 2e-4 / 0.5; anomaly-batch statistics)
+    revision = 2
 
     def __init__(self, negative: str = "naive", anomaly_weight: float = 1.0,
                  latent_dim: int = 16, widths: tuple = (32, 64, 128), adversarial: bool = True,
-                 **kwargs):
+                 betas: tuple = (0.9, 0.999), negative_batch_stats: bool = False, **kwargs):
         kwargs.setdefault("batch_size", 256)
-        kwargs.setdefault("lr", 2e-4)
+        kwargs.setdefault("lr", 1e-3)
         super().__init__(**kwargs)
         self.negative = negative
         self.anomaly_weight = anomaly_weight
         self.latent_dim = latent_dim
         self.widths = widths
         self.adversarial = adversarial
+        self.betas = betas
+        self.negative_batch_stats = negative_batch_stats
 
     def _check_params(self) -> None:
         super()._check_params()
@@ -196,37 +219,66 @@ class ADNL(BaseDeepDetector):
                    tuple(self.widths))
 
     def configure_optimizers(self, steps_per_epoch):
-        net, betas = self.network_, (0.5, 0.999)
+        net, betas = self.network_, tuple(self.betas)
         ae = list(net.encoder.parameters()) + list(net.decoder.parameters())
         self.disc_optimizer_ = torch.optim.Adam(net.discriminator.parameters(), lr=self.lr,
                                                 betas=betas)
         self.gen_optimizer_ = torch.optim.Adam(net.encoder.parameters(), lr=self.lr, betas=betas)
+        self.normal_steps_ = steps_per_epoch
         return torch.optim.Adam(ae, lr=self.lr, betas=betas), None
 
+    def negative_batches(self) -> list:
+        """The labelled anomalies of one epoch in shuffled batches of ``batch_size``: each
+        anomaly once, as Algorithm 1 visits the abnormal data (no oversampling)."""
+        order = torch.randperm(len(self.anomalies_), generator=self.generator_)
+        return list(order.split(self.batch_size))
+
     def training_step(self, batch, epoch):
-        """Positive step, the two prior-matching steps, then a negative step (Algorithm 1)."""
+        """Algorithm 1: a positive step and the two prior-matching steps on a normal batch,
+        then a negative step on each anomaly batch now due (:func:`negative_steps_due`)."""
         net, out = self.network_, {}
         out["positive"] = self.optimizer_step(self.optimizer_, F.mse_loss(net(batch), batch),
                                               epoch, "reconstruction loss")
         if self.adversarial:
-            z_fake = net.encoder(batch)
-            z_real = torch.randn(z_fake.shape, generator=self.generator_).to(batch.device)
-            logits = torch.cat([net.discriminator(z_real), net.discriminator(z_fake.detach())])
-            target = torch.cat([torch.ones(len(batch)), torch.zeros(len(batch))]).to(batch.device)
-            out["discriminator"] = self.optimizer_step(
-                self.disc_optimizer_, F.binary_cross_entropy_with_logits(logits, target), epoch,
-                "discriminator loss")
-            fool = F.binary_cross_entropy_with_logits(net.discriminator(net.encoder(batch)),
-                                                      torch.ones(len(batch), device=batch.device))
-            out["encoder_adv"] = self.optimizer_step(self.gen_optimizer_, fool, epoch,
-                                                     "encoder loss")
+            out.update(self._prior_steps(batch, epoch))
         if self.anomalies_ is not None:
-            idx = torch.randint(len(self.anomalies_), (min(len(batch), len(self.anomalies_)),),
-                                generator=self.generator_)
-            y = self.anomalies_[idx].to(batch.device)
-            loss = self.anomaly_weight * negative_loss(net(y), y, self.negative)
-            out["negative"] = self.optimizer_step(self.optimizer_, loss, epoch, "negative loss")
+            if self._epoch != epoch:
+                self._epoch, self._step, self._queue = epoch, 0, self.negative_batches()
+                self._done = 0
+            self._step += 1
+            due = negative_steps_due(self._step, len(self._queue), self.normal_steps_)
+            while self._done < due:
+                y = self.anomalies_[self._queue[self._done]].to(batch.device)
+                self._negative_losses.append(self._negative_step(y, epoch))
+                self._done += 1
         return out
+
+    def _prior_steps(self, batch, epoch) -> dict:
+        """The AAE's regularisation: the latent discriminator tells ``N(0, I)`` samples from
+        codes, then the encoder learns to fool it."""
+        net, out = self.network_, {}
+        z_fake = net.encoder(batch)
+        z_real = torch.randn(z_fake.shape, generator=self.generator_).to(batch.device)
+        logits = torch.cat([net.discriminator(z_real), net.discriminator(z_fake.detach())])
+        target = torch.cat([torch.ones(len(batch)), torch.zeros(len(batch))]).to(batch.device)
+        out["discriminator"] = self.optimizer_step(
+            self.disc_optimizer_, F.binary_cross_entropy_with_logits(logits, target), epoch,
+            "discriminator loss")
+        fool = F.binary_cross_entropy_with_logits(net.discriminator(net.encoder(batch)),
+                                                  torch.ones(len(batch), device=batch.device))
+        out["encoder_adv"] = self.optimizer_step(self.gen_optimizer_, fool, epoch,
+                                                 "encoder loss")
+        return out
+
+    def _negative_step(self, y: torch.Tensor, epoch: int) -> float:
+        """Eq. 3 (or 4) on a batch of labelled anomalies; with ``negative_batch_stats=False``
+        batch norm reads the normals' running statistics and leaves them unchanged."""
+        net = self.network_
+        net.train(self.negative_batch_stats)
+        loss = self.anomaly_weight * negative_loss(net(y), y, self.negative)
+        value = self.optimizer_step(self.optimizer_, loss, epoch, "negative loss")
+        net.train()
+        return value
 
     def batch_scores(self, batch):
         """Per-image reconstruction MSE."""
@@ -237,8 +289,13 @@ class ADNL(BaseDeepDetector):
         return float(self._scores_of(X_val).mean())
 
     def on_epoch_end(self, epoch):
-        """Log the validation AUROC against held-out labelled anomalies (Fig 3), if given."""
-        if self.val_anomalies_ is None or not hasattr(self, "_val_normals"):
+        """Log the mean negative loss and the count of negative steps of the epoch, and the
+        validation AUROC against held-out labelled anomalies (Fig 3), if given."""
+        if self._negative_losses:
+            self.history_[-1].update(negative=float(np.mean(self._negative_losses)),
+                                     negative_steps=len(self._negative_losses))
+            self._negative_losses = []
+        if self.val_anomalies_ is None:
             return
         self.network_.eval()
         with torch.no_grad():
@@ -248,5 +305,7 @@ class ADNL(BaseDeepDetector):
         self.history_[-1]["val_auroc"] = auroc(y, np.r_[normal, anomalous])
 
     def setup(self, X_train, X_val):
-        """Keep the validation normals for the per-epoch AUROC of ``on_epoch_end``."""
+        """Keep the validation normals for the per-epoch AUROC of ``on_epoch_end``; reset the
+        schedule of negative steps."""
         self._val_normals = X_val if X_val is not None else X_train[:512]
+        self._epoch, self._negative_losses = None, []
