@@ -46,6 +46,8 @@ def test_negative_learning_raises_the_error_of_the_labelled_kind():
     negative = tiny().fit(normals[:48], normals[48:], X_anomalies=anomalies[:16],
                           X_val_anomalies=anomalies[16:32])
     assert "negative" in negative.history_[0] and "negative" not in plain.history_[0]
+    assert negative.best_epoch_ == 2 and "val_metric" not in negative.history_[0]  # the last
+    assert "val_metric" in plain.history_[0] and "val_mse" in negative.history_[0]
     assert all("val_auroc" in r for r in negative.history_)
     test_anom = anomalies[32:]
     gap = lambda d: d.score(test_anom).mean() - d.score(normals[48:]).mean()  # noqa: E731
