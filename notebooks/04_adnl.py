@@ -343,8 +343,12 @@ if not rows.empty:
 # Each row logs the development AUROC of every epoch.
 
 # %%
-dev_path = RESULTS / "adnl_dev_mnist.jsonl"
-dev = load_results(dev_path) if dev_path.exists() else pd.DataFrame()
+# the min-MSE file holds a run whose kept epoch was the one with the lowest normal MSE (the
+# rule before negative learning kept its last epoch); its per-epoch curve is the same training
+dev_paths = [RESULTS / f for f in ("adnl_dev_mnist.jsonl",
+                                   "adnl_dev_mnist_min_mse_selection.jsonl")]
+dev_paths = [str(f) for f in dev_paths if f.exists()]
+dev = load_results(*dev_paths) if dev_paths else pd.DataFrame()
 if not dev.empty:
     dev = dev[~dev["quick"]]
 if dev.empty:
@@ -356,9 +360,12 @@ else:
             "anomaly batch's own" if p.get("negative_batch_stats") else "normals' running"
             for p in dev["params"]],
         "epochs": dev["epochs_run"], "kept epoch": dev["best_epoch"] + 1,
-        "development AUROC (%)": 100 * dev["auroc"],
+        "kept epoch's AUROC (%)": 100 * dev["auroc"],
+        "last epoch's AUROC (%)": [100 * hist[-1]["track_auroc"] for hist in dev["history"]],
         "best epoch's AUROC (%)": [100 * max(h["track_auroc"] for h in hist)
-                                   for hist in dev["history"]]})
+                                   for hist in dev["history"]],
+        "last epoch's normal MSE": [hist[-1].get("val_mse", hist[-1].get("val_metric"))
+                                    for hist in dev["history"]]})
     display(dev_table.sort_values(["digit", "labelled"]).round(2))
     fig, ax = plt.subplots(figsize=(7, 3.8))
     for _, r in dev.iterrows():
