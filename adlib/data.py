@@ -142,6 +142,10 @@ class ImageSet:
         labels: int64 tensor ``N``.
         classes: class names, indexed by label.
         source: one line saying which files these images were decoded from.
+        info: how the images were found and checked (digest, check, ...), by loader.
+        masks: uint8 ``N x 1 x H x W`` pixel masks, 255 on the anomaly and 0 elsewhere (all 0
+            for an image without a mask, such as a normal one); ``None`` when the dataset has no
+            masks at all (every registered dataset; an image folder without mask files).
     """
 
     images: torch.Tensor
@@ -149,6 +153,7 @@ class ImageSet:
     classes: list[str]
     source: str = ""
     info: dict = field(default_factory=dict)
+    masks: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
