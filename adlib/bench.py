@@ -264,7 +264,10 @@ def run_grid(method: str, dataset: str, classes="all", seeds=(0,), *, quick: boo
     ``"paper"`` (:func:`adlib.protocols.paper_selection`: the epoch, and for ALPS the score, are
     chosen on real anomalies from the other classes' training images; for the methods whose
     ``selections`` include it); rows record it (``selection_protocol``), and a non-clean one
-    is folded into the variant. A video dataset (:data:`adlib.video.VIDEO_DATASETS`) runs the
+    is folded into the variant. ``dataset`` may be the path of a folder of your own images
+    (:mod:`adlib.folders`): its class 0 (good / normal) is the normal class, rows go to
+    ``results/<method>_<folder name>.jsonl``. A video dataset
+    (:data:`adlib.video.VIDEO_DATASETS`) runs the
     patch protocol instead, one row per seed (see :func:`run_video`); ``protocol`` then holds
     options of
     :func:`adlib.video.ucsd_patches` (for example ``{"stride": 25}``). A few-shot method
@@ -282,9 +285,13 @@ def run_grid(method: str, dataset: str, classes="all", seeds=(0,), *, quick: boo
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    if dataset not in DATASETS and dataset not in VIDEO_DATASETS:
+    folder = dataset not in DATASETS and dataset not in VIDEO_DATASETS
+    if folder and not Path(dataset).expanduser().is_dir():
         raise DataError(f"unknown dataset {dataset!r}; image datasets: {', '.join(DATASETS)}; "
-                        f"video datasets: {', '.join(VIDEO_DATASETS)}")
+                        f"video datasets: {', '.join(VIDEO_DATASETS)}; or the path of a "
+                        "folder of your own images (see adlib.folders)")
+    if folder and classes == "all":  # a folder's training images are its normal class only
+        classes = [0]
     if selection != "clean" and dataset in VIDEO_DATASETS:
         raise ValueError(f"--selection {selection} runs on the image datasets only")
     if dataset in VIDEO_DATASETS and backend != "local":
@@ -369,7 +376,8 @@ def _prepare(method: str, dataset: str, params, quick: bool, out):
         raise ValueError("give seeds with seeds=[...] (--seeds), not as a detector parameter")
     if "num_epochs" in cls._param_names() and "num_epochs" not in params:
         params["num_epochs"] = cls.epochs_for(dataset, quick)
-    return cls, params, Path(out or REPO / "results" / f"{cls.name}_{dataset}.jsonl")
+    name = dataset if dataset in DATASETS or dataset in VIDEO_DATASETS else Path(dataset).name
+    return cls, params, Path(out or REPO / "results" / f"{cls.name}_{name}.jsonl")
 
 
 def _config(cls, params: dict, quick: bool, max_train=None, max_test=None,

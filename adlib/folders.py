@@ -73,7 +73,8 @@ import torch
 
 from .data import DataError, ImageSet, _stat_signature, cache_dir
 
-__all__ = ["load_folder", "folder_layout", "decode_image", "IMAGE_EXTENSIONS",
+__all__ = ["load_folder", "folder_layout", "decode_image", "read_image", "image_files",
+           "IMAGE_EXTENSIONS",
            "PLAIN_TRAIN_SHARE", "PLAIN_SPLIT_SEED", "LAYOUTS"]
 
 #: File extensions read as images (compared in lower case).
@@ -318,6 +319,42 @@ def decode_image(path: str | os.PathLike) -> np.ndarray:
         raise
     except Exception as err:
         raise _unreadable(path, err) from err
+
+
+def read_image(path: str | os.PathLike) -> torch.Tensor:
+    """One image file as a uint8 tensor ``C x H x W`` (``C`` = 1 for grey, 3 for colour), decoded
+    by :func:`decode_image`. Raises ``DataError`` as it does."""
+    pixels = decode_image(path)
+    return torch.from_numpy(pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1))
+
+
+def image_files(inputs) -> list[Path]:
+    """The image files among ``inputs`` (paths of files and folders, or one path): a file as
+    given, a folder's images found recursively (sorted; hidden and non-image files skipped).
+
+    Raises:
+        FileNotFoundError: an input that does not exist.
+        DataError: an input folder that holds no image, or no image at all.
+    """
+    inputs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    files = []
+    for item in inputs:
+        path = Path(item).expanduser()
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such file or folder")
+        if path.is_file():
+            files.append(path)
+            continue
+        found = sorted(f for f in path.rglob("*") if f.is_file() and f.suffix.lower()
+                       in IMAGE_EXTENSIONS and not any(part.startswith(".") for part
+                                                       in f.relative_to(path).parts))
+        if not found:
+            raise DataError(f"{path}: no image file in this folder or below (extensions: "
+                            f"{', '.join(IMAGE_EXTENSIONS)})")
+        files += found
+    if not files:
+        raise DataError("no image to score: give image files or folders")
+    return files
 
 
 def _header_pass(scan: _Scan, size: int | None) -> int:
