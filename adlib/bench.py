@@ -24,6 +24,7 @@ import shlex
 import subprocess
 import sys
 import time
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -252,7 +253,7 @@ def run_grid(method: str, dataset: str, classes="all", seeds=(0,), *, quick: boo
              dev: bool = False, outlier_ratios=(), backend: str = "local",
              ray_address: str | None = None, ray_num_cpus: float = 1,
              ray_num_gpus: float = 0, replace: bool = False, download: bool = False,
-             selection: str = "clean") -> Path:
+             selection: str = "clean", size: int | None = None) -> Path:
     """Run the (class x seed) grid, appending one row per finished run to ``out``.
 
     ``verify=False`` skips the checks of the data copy (:func:`adlib.data.check_copy`);
@@ -266,7 +267,8 @@ def run_grid(method: str, dataset: str, classes="all", seeds=(0,), *, quick: boo
     ``selections`` include it); rows record it (``selection_protocol``), and a non-clean one
     is folded into the variant. ``dataset`` may be the path of a folder of your own images
     (:mod:`adlib.folders`): its class 0 (good / normal) is the normal class, rows go to
-    ``results/<method>_<folder name>.jsonl``. A video dataset
+    ``results/<method>_<folder name>.jsonl``; ``size`` resizes every image to ``size x size``
+    (folded into the variant as ``+size=N``). A video dataset
     (:data:`adlib.video.VIDEO_DATASETS`) runs the
     patch protocol instead, one row per seed (see :func:`run_video`); ``protocol`` then holds
     options of
@@ -313,6 +315,10 @@ def run_grid(method: str, dataset: str, classes="all", seeds=(0,), *, quick: boo
         raise ValueError(f"{cls.name} has the selection protocols {', '.join(cls.selections)}, "
                          f"not {selection!r}")
     variant = _variant_name(variant, protocol, dev, selection)
+    preprocess = cls.preprocess
+    if size is not None:  # resize every image (a folder's of several sizes): its own variant
+        preprocess = dataclasses.replace(preprocess, size=int(size))
+        variant = f"{variant}+size={size}"
     config = _config(cls, params, quick, max_train, max_test, outlier_ratios)
     train = load_dataset(dataset, "train", root=root, verify=verify, download=download)
     test = load_dataset(dataset, "test", root=root, verify=verify, download=download)
@@ -326,7 +332,7 @@ def run_grid(method: str, dataset: str, classes="all", seeds=(0,), *, quick: boo
     shared = dict(method=cls.name, dataset=dataset, train=train, test=test, params=params,
                   quick=quick, verbose=verbose, variant=variant, few_shot=few_shot,
                   protocol=protocol, dev=dev, max_train=max_train, max_test=max_test,
-                  outlier_ratios=tuple(outlier_ratios), preprocess=cls.preprocess,
+                  outlier_ratios=tuple(outlier_ratios), preprocess=preprocess,
                   selection=selection, config=config, base={**provenance(), "backend": backend})
 
     def finished(job, row):  # in this process, as each run ends: the file is the checkpoint

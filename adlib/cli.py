@@ -96,6 +96,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--mode", choices=TRANSFER_MODES,
                    help="with --transfer, how a detector that is not a transfer method trains")
     b.add_argument("--out", help="results file (default results/<method>_<dataset>.jsonl)")
+    b.add_argument("--size", type=int, help="resize every image to SIZE x SIZE (a folder of "
+                                           "images of several sizes)")
     b.add_argument("--max-train", type=int, help="cap the training normals")
     b.add_argument("--max-test", type=int, help="cap the test images (stratified)")
     b.add_argument("--replace", action="store_true",
@@ -207,7 +209,7 @@ def _main(argv: list) -> int:
              outlier_ratios=args.outlier_ratios, backend=args.backend,
              ray_address=args.ray_address, ray_num_cpus=args.ray_cpus,
              ray_num_gpus=args.ray_gpus, replace=args.replace, verify=not args.no_verify,
-             download=args.download, selection=args.selection)
+             download=args.download, selection=args.selection, size=args.size)
     return 0
 
 

@@ -110,3 +110,8 @@ def test_bench_takes_a_folder_as_its_dataset(mvtec, tmp_path):
     (row,) = pd.read_json(out, lines=True).to_dict("records")
     assert row["normal_class"] == 0 and row["class_name"] == "good"  # not every class
     assert 0 <= row["auroc"] <= 1 and row["protocol"]["n_test_anomalies"] == 6
+    assert main(["bench", "conv_ae", "--dataset", str(mvtec), "--epochs", "1", "--size", "8",
+                 "--out", str(out), "--quiet"]) == 0
+    resized = pd.read_json(out, lines=True).to_dict("records")[1]
+    assert resized["variant"] == "default+size=8"
+    assert resized["protocol"]["preprocess"]["size"] == 8
