@@ -36,7 +36,12 @@ Choices the paper leaves open, and what we chose (named in the notebook too):
   samples against codes; encoder to fool it);
 * negative steps run batch norm on the running statistics of the normal data and leave them
   unchanged (``negative_batch_stats=False``): an anomaly-only batch normalised with its own
-  statistics is not what the test sees, and would move the running statistics the test uses;
+  statistics is not what the test sees, and would move the running statistics the test uses.
+  It is a shortcut, measured on digit 7's development split (every anomaly labelled, seed 0,
+  10 epochs): with the anomaly batch's own statistics the development AUROC ends at 66.7 (it
+  peaks at 96.0 after epoch 2 and falls) while the held-out normals' MSE falls to 0.054, so
+  the network fails the anomalies through their batch statistics only; with the running
+  statistics it ends at 96.8;
 * the budget is chosen on the development split (``bench --dev``: a fifth of the anomaly
   digit's training images held out of the labelled pool). Negative learning keeps the last
   epoch (the paper trains a fixed budget; the held-out normals' error, logged as ``val_mse``,
