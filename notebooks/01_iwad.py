@@ -393,9 +393,9 @@ for task in ["mnist2usps", "usps2mnist"]:
              + " (n=" + ours["count"].astype(str) + ")")
     table = cells.unstack("anomaly_rate")
     table.columns = [f"{c} ours" for c in table.columns]
-    both = table.join(paper.rename(columns=lambda c: f"{c} paper"), how="outer").fillna("-")
+    both = table.join(paper.rename(columns=lambda c: f"{c} paper"), how="outer")
     print(f"{task}: AUROC (%) per anomaly rate, ours (mean over seeds) beside the paper")
-    display(both[sorted(both.columns, key=lambda c: (float(c.split()[0]), c))])
+    display(plots.table(both[sorted(both.columns, key=lambda c: (float(c.split()[0]), c))]))
 
 # %% [markdown]
 # The same, drawn: IWAD under both protocols against MemAE fine-tuned and the paper's IWAD.
