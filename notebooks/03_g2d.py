@@ -366,11 +366,11 @@ path = RESULTS / "g2d_ucsd_ped2.jsonl"
 ped2 = load_results(path) if path.exists() else pd.DataFrame()
 if ped2.empty:
     print("no G2D run on UCSD Ped2 is committed yet")
-    display(video_table().loc[["G2D (paper)"]])
+    display(plots.table(video_table().loc[["G2D (paper)"]]))
 else:
     ours = pd.DataFrame({"AUROC (%)": [100 * ped2["auroc"].mean()],
                          "EER (%)": [100 * ped2["eer"].mean()]}, index=["G2D (ours)"])
-    display(video_table(ours).loc[["G2D (paper)", "G2D (ours)"]].round(2))
+    display(plots.table(video_table(ours).loc[["G2D (paper)", "G2D (ours)"]].round(2)))
 
 # %% [markdown]
 # ## What differs from the paper

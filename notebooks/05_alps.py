@@ -220,7 +220,7 @@ comparison = pd.DataFrame([r for s in seeds for r in auroc_rows(runs[s], splits[
 print(f"MNIST, normal digit {NORMAL_CLASS}: {split.info['n_train']} training normals, "
       f"{split.info['n_val']} validation normals, {split.info['n_test']} test images "
       f"({split.info['n_test_anomalies']} anomalies)")
-comparison.round(2)
+plots.table(comparison.round(2))  # "-": the vanilla autoencoder has no perturbed score
 
 # %% [markdown]
 # ## Step 4: training curves of both players
@@ -376,7 +376,7 @@ if fashion_train is not None:
     fsplit = one_class("fashion_mnist", FASHION_CLASS, seed=seeds[0], max_train=max_train,
                        max_test=max_test, train_set=fashion_train, test_set=fashion_test)
     fmodels = fit_models(fsplit, seeds[0])
-    display(pd.DataFrame(auroc_rows(fmodels, fsplit, seeds[0])).round(2))
+    display(plots.table(pd.DataFrame(auroc_rows(fmodels, fsplit, seeds[0])).round(2)))
     show_reconstructions(fmodels["ALPS"], fsplit,
                          f"ALPS, Fashion-MNIST {fashion_train.classes[FASHION_CLASS]}")
 

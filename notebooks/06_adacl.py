@@ -558,7 +558,7 @@ def ablate(variants: dict) -> pd.DataFrame:
 
 # %%
 loss_runs = ablate({"MSE": {}, "BCE": {"loss": "bce"}})
-loss_runs.groupby("variant")["test AUROC"].describe()[["count", "mean", "std"]]
+plots.table(loss_runs.groupby("variant")["test AUROC"].describe()[["count", "mean", "std"]])
 
 # %% [markdown]
 # ### Continuous versus discrete labels (Figs 4.8 and 4.9)
@@ -576,7 +576,7 @@ for _, row in label_runs.iterrows():
 ax.set(title="Validation AUROC per epoch by labelling", xlabel="epoch", ylabel="validation AUROC")
 ax.legend(fontsize="small")
 plt.show()
-label_runs.groupby("variant")["test AUROC"].describe()[["count", "mean", "std"]]
+plots.table(label_runs.groupby("variant")["test AUROC"].describe()[["count", "mean", "std"]])
 
 # %% [markdown]
 # ### Each augmentation alone versus all (Fig 4.10)
@@ -602,7 +602,7 @@ interval_variants = {"[0, 0.1] - [0.9, 1]": {"normal_interval": (0, 0.1), "anoma
 interval_runs = ablate(interval_variants)
 table = interval_runs.groupby("variant", sort=False)["test AUROC"].agg(["mean", "var"])
 table["thesis mean (all classes)"] = [THESIS_TABLE_4_4[k][0] for k in table.index]
-table.round(3)
+plots.table(table.round(3))  # "-": no variance from a single seed
 
 # %% [markdown]
 # ### Full ablation results
@@ -626,7 +626,7 @@ if ablation_path.exists() and stored:
                            columns=abl.columns)
     runs = set(zip(abl["normal_class"], abl["seed"]))
     same_runs = default[[pair in runs for pair in zip(default["normal_class"], default["seed"])]]
-    display(per_class_table(pd.concat([same_runs, abl]), by="variant"))
+    display(plots.table(per_class_table(pd.concat([same_runs, abl]), by="variant")))
 else:
     print("No full ablation results committed yet: the quick runs above are all we show.")
 

@@ -194,7 +194,7 @@ if len(video):
     ours = pd.DataFrame({"AUROC (%)": 100 * agg["auroc"], "EER (%)": 100 * agg["eer"]})
     ours.index = [f"{m} (ours, {n} seed{'s' if n > 1 else ''})" for m, n in agg["runs"].items()]
     papers_rows = ["ALPS (thesis)", "ADACL (thesis)", "G2D (paper)"]
-    display(video_table(ours).loc[papers_rows + list(ours.index)].round(2))
+    display(plots.table(video_table(ours).loc[papers_rows + list(ours.index)].round(2)))
 else:
     print("no committed UCSD Ped2 runs yet")
 

@@ -103,6 +103,19 @@ def test_injected_parameters_cells_are_tagged_remove_cell(tmp_path):
     assert book.hide_injected_parameters(path) == 0
 
 
+def test_plots_table_shows_missing_cells_as_a_dash():
+    """plots.table draws a DataFrame as pandas does in a notebook, with "-" for NaN or None."""
+    import pandas as pd
+
+    from adlib import plots
+    df = pd.DataFrame({"AUROC": [97.25, float("nan")], "source": ["ours", None]},
+                      index=["a", "b"])
+    shown = plots.table(df)._repr_html_()
+    assert "NaN" not in shown and "None" not in shown and 'class="dataframe"' in shown
+    assert shown.count("<td>-</td>") == 2 and "97.25" in shown
+    assert df["AUROC"].isna().sum() == 1  # the data are left as they are
+
+
 def test_browser_check_reports_raw_math_and_requests_leaving_the_book(tmp_path):
     """The browser check on two hand-written pages: one asks for a script outside the book
     (on the loopback address, so nothing leaves this machine) and holds math no MathJax
