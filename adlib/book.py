@@ -7,10 +7,10 @@ outputs, it never recomputes them). Every notebook runs even when one fails; the
 the end, naming the notebooks that failed. Papermill's injected-parameters cell is tagged
 ``remove-cell`` in each executed copy, so the pages leave it out.
 
-The book needs no network to be read: its math is typeset by a pinned MathJax served from its
-own ``_static`` folder (``book/_static/mathjax/``, see ``mathjax_path`` in ``book/_config.yml``),
-and :func:`check_in_browser` fails a page whose math was not typeset or that asks for anything
-outside the book's folder.
+The book needs no network to be read: its math is typeset by a pinned MathJax that the build
+copies from ``book/_vendor/mathjax/`` into its own ``_static`` folder (``mathjax_path`` in
+``book/_config.yml``), and :func:`check_in_browser` fails a page whose math was not typeset or
+that asks for anything outside the book's folder.
 """
 from __future__ import annotations
 
