@@ -88,15 +88,14 @@ except DataError as err:
 #
 # $$\mathcal{L}_{\mathcal{I}} = \frac{1}{m}\sum_{i=1}^{m} C(x^i) - C\big(\mathcal{I}(z^i)\big).$$
 #
-# The critic minimises its negative plus the gradient penalty, at random points $\hat x^i$
-# between a normal and a generated image,
+# The critic minimises its negative plus the gradient penalty,
 #
 # $$\mathcal{L}_C = -\mathcal{L}_{\mathcal{I}} + \lambda\,\frac{1}{m}\sum_{i=1}^{m}
-#   \big(\lVert \nabla_{\hat x} C(\hat x^i) \rVert_2 - 1\big)^2, \qquad
-#   \hat x^i = \epsilon_i x^i + (1 - \epsilon_i)\,\mathcal{I}(z^i), \quad
-#   \epsilon_i \sim U[0, 1],$$
+#   \big(\lVert \nabla_{\hat x} C(\hat x^i) \rVert_2 - 1\big)^2,$$
 #
-# and after every fifth critic step the generator minimises
+# at random points $\hat x^i = \epsilon_i x^i + (1 - \epsilon_i)\,\mathcal{I}(z^i)$,
+# $\epsilon_i \sim U[0, 1]$, between a normal and a generated image; and after every fifth
+# critic step the generator minimises
 #
 # $$\mathcal{L}_{gen} = -\frac{1}{m}\sum_{i=1}^{m} C\big(\mathcal{I}(z^i)\big).$$
 #
@@ -106,19 +105,21 @@ except DataError as err:
 # each epoch with the one $h$ epochs later, relative to the largest drop of the run:
 #
 # $$L(i) = \mathcal{L}_{\mathcal{I}}(i) - \mathcal{L}_{\mathcal{I}}(i + h), \qquad
-#   r(i) = \frac{L(i)}{\max_j L(j)}, \qquad
-#   \text{regime}(i) = \begin{cases}
-#     \text{far} & \text{if } i < \arg\max_j \mathcal{L}_{\mathcal{I}}(j)
-#       \text{ or } r(i) \ge \sqrt{\epsilon_1 \epsilon_2}, \\
+#   r(i) = \frac{L(i)}{\max_j L(j)},$$
+#
+# and gives epoch $i$ a regime, with $p = \arg\max_j \mathcal{L}_{\mathcal{I}}(j)$ the peak of
+# the loss curve and $(\epsilon_1, \epsilon_2, \epsilon_3) = (1, 0.1, 0.01)$:
+#
+# $$\text{regime}(i) = \begin{cases}
+#     \text{far} & \text{if } i < p \text{ or } r(i) \ge \sqrt{\epsilon_1 \epsilon_2}, \\
 #     \text{boundary} & \text{else if } r(i) \ge \sqrt{\epsilon_2 \epsilon_3}, \\
-#     \text{normal-looking} & \text{otherwise,}
+#     \text{normal-looking} & \text{otherwise.}
 #   \end{cases}$$
 #
-# with $(\epsilon_1, \epsilon_2, \epsilon_3) = (1, 0.1, 0.01)$: each drop goes to the nearest
-# $\epsilon$ on a log scale (the paper names the three regimes but its formula did not survive;
-# this one is ours). A steep fall means the generator still makes far-away noise; a moderate
-# fall, boundary irregularities; a flat curve, normal-looking samples. Generators of the first
-# two regimes are picked.
+# Each drop goes to the nearest $\epsilon$ on a log scale (the paper names the three regimes
+# but its formula did not survive; this one is ours). A steep fall means the generator still
+# makes far-away noise; a moderate fall, boundary irregularities; a flat curve, normal-looking
+# samples. Generators of the first two regimes are picked.
 
 # %%
 if HAVE_DATA:
@@ -198,10 +199,10 @@ if HAVE_DATA:
 # of D's two-way softmax (eq. 1),
 #
 # $$\mathcal{L}_D = -\frac{1}{2B}\sum_{j=1}^{2B}\Big[y_j \log p(x_j)
-#   + (1 - y_j)\log\big(1 - p(x_j)\big)\Big], \qquad
-#   p(x) = \operatorname{softmax}\big(D(x)\big)_{\text{irregular}}.$$
+#   + (1 - y_j)\log\big(1 - p(x_j)\big)\Big],$$
 #
-# (The paper's eq. 1 has a plus sign before its second term; the negative log-likelihood it
+# with $p(x) = \operatorname{softmax}\big(D(x)\big)_{\text{irregular}}$ D's probability of
+# "irregular". (The paper's eq. 1 has a plus sign before its second term; the negative log-likelihood it
 # names, and the code, have a minus on both.) The anomaly score is $p(x)$, and an image is
 # called irregular when $p(x) \ge \alpha = 0.5$. D's epoch is chosen by the same NLL on
 # held-out normals and held-out generated samples: no real anomaly.

@@ -144,20 +144,23 @@ print(inspect.getsource(alps.ALPSNet.perturbation))
 # With $m$ the number of pixels of an image, write an image's plain and perturbed
 # reconstruction errors as
 #
-# $$e(x) = \frac{1}{m}\big\lVert x - Dec(Enc(x)) \big\rVert^2, \qquad
-#   \tilde e(x) = \frac{1}{m}\big\lVert x - Dec\big(Enc(x) + AD(x)\big) \big\rVert^2 .$$
+# $$\begin{aligned}
+#   e(x) &= \frac{1}{m}\big\lVert x - Dec(Enc(x)) \big\rVert^2, \\
+#   \tilde e(x) &= \frac{1}{m}\big\lVert x - Dec\big(Enc(x) + AD(x)\big) \big\rVert^2 .
+# \end{aligned}$$
 #
 # In the distorter's epochs (0, 2, 4, ... with `distorter_every=2`) each batch
 # $x_1, \dots, x_B$ first gets one *ascent* step of the distorter, with the autoencoder fixed:
 #
 # $$\max_{AD}\ \frac{1}{B}\sum_{j=1}^{B} \tilde e(x_j).$$
 #
-# Then comes one *descent* step of the autoencoder, with the perturbation fixed
-# ($\operatorname{sg}$: no gradient), on
+# Then comes one *descent* step of the autoencoder on
 #
-# $$\mathcal{L}_{AE} = \frac{1}{B}\sum_{j=1}^{B} \frac{1}{m}\Big\lVert x_j
-#   - Dec\big(Enc(x_j) + \operatorname{sg}[AD(x_j)]\big) \Big\rVert^2
-#   + \beta\, \frac{1}{B}\sum_{j=1}^{B} e(x_j), \qquad \beta = \texttt{recon\_weight} = 1 .$$
+# $$\mathcal{L}_{AE} = \frac{1}{B}\sum_{j=1}^{B} \Big[\tilde e_{\operatorname{sg}}(x_j)
+#   + \beta\, e(x_j)\Big], \qquad \beta = \texttt{recon\_weight} = 1,$$
+#
+# with $\tilde e_{\operatorname{sg}}$ the perturbed error with the perturbation held fixed
+# ($\operatorname{sg}[AD(x)]$: no gradient reaches the distorter).
 #
 # Why the plain term? The thesis weights "the reconstruction loss for the autoencoder" higher.
 # But a constant factor on one player's own loss does nothing under Adam, which ignores the

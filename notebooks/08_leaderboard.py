@@ -82,7 +82,7 @@ for dataset in DATASETS:
         continue
     tables[dataset] = table
     print(f"{dataset}: AUROC (%) per normal class")
-    display(table)
+    display(plots.table(table))  # "-": a class an entry was not run on, a single seed's spread
 
 # %% [markdown]
 # ## Step 3: ours beside the papers
@@ -141,7 +141,7 @@ cost = lb.cost_table(rows)
 if cost.empty:
     print("no cost run is committed yet: python -m adlib cost --dataset mnist --class 0")
 else:
-    display(cost)
+    display(plots.table(cost))  # "-": no trainable parameters, no GPU
     if "mnist" in tables:
         both = cost.join(tables["mnist"][["mean"]], how="inner")
         fig, ax = plt.subplots(figsize=(6.5, 4))
