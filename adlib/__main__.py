@@ -1,7 +1,7 @@
-"""``python -m adlib``: ``bench``, ``table``, ``list`` and ``cost`` (:mod:`adlib.bench`), ``book``
-(:mod:`adlib.book`), ``lab`` (:mod:`adlib.labs`); ``python -m adlib --help`` lists them."""
+"""``python -m adlib``: the command line of :mod:`adlib.cli` (``bench``, ``table``, ``list``,
+``cost``, ``fit``, ``score``, ``book``, ``lab``); ``python -m adlib --help`` lists them."""
 import sys
 
-from .bench import main
+from .cli import main
 
 sys.exit(main())

@@ -10,13 +10,10 @@ configuration stops the command with the keys that differ (``--variant``, ``--ou
 ``--replace`` is the way out). User mistakes (a bad class, a missing dataset, such a clash) end
 in one line on stderr and exit status 2; ``--debug`` shows the traceback.
 
-``python -m adlib table results/adacl_mnist.jsonl`` prints the per-class table of a file, and
-``python -m adlib list`` the registered detectors with what they declare.
+The command line's parsing lives in :mod:`adlib.cli`; this module holds the runners.
 """
 from __future__ import annotations
 
-import argparse
-import ast
 import copy
 import datetime as dt
 import json
@@ -27,6 +24,7 @@ import shlex
 import subprocess
 import sys
 import time
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -36,13 +34,14 @@ from tqdm.auto import tqdm
 from . import __version__
 from .data import DATASETS, DataError, load_dataset
 from .grid import BACKENDS, run_jobs
+from .leaderboard import ENTRIES, entry_rows, installed
 from .metrics import evaluate, f1_at_threshold
 from .papers import IWAD_RATES
 from .protocols import (SELECTIONS, anomaly_class, development_split, one_class,
                         outlier_ratio_indices, paper_selection, Preprocess, resolve_classes,
                         transfer)
 from .registry import available_detectors, detector_class, get_detector
-from .results import (append_row, load_results, per_class_table, plan_runs, run_config,
+from .results import (append_row, load_results, plan_runs, run_config,
                       run_key)
 from .training import count_parameters, to_builtin
 from .video import (PATCH_MIN_OVERLAP, VIDEO_DATASETS, frame_metrics, frame_scores, load_ucsd,
@@ -50,7 +49,7 @@ from .video import (PATCH_MIN_OVERLAP, VIDEO_DATASETS, frame_metrics, frame_scor
                     score_cuboid_clips, ucsd_patches, ucsd_transfer)
 
 __all__ = ["provenance", "n_params", "run_one", "run_grid", "grid_row", "run_video", "run_transfer",
-           "main"]
+           "run_cost"]
 
 #: IWAD Table 1's anomaly rates of the target domain.
 TRANSFER_RATES = IWAD_RATES
@@ -254,7 +253,7 @@ def run_grid(method: str, dataset: str, classes="all", seeds=(0,), *, quick: boo
              dev: bool = False, outlier_ratios=(), backend: str = "local",
              ray_address: str | None = None, ray_num_cpus: float = 1,
              ray_num_gpus: float = 0, replace: bool = False, download: bool = False,
-             selection: str = "clean") -> Path:
+             selection: str = "clean", size: int | None = None) -> Path:
     """Run the (class x seed) grid, appending one row per finished run to ``out``.
 
     ``verify=False`` skips the checks of the data copy (:func:`adlib.data.check_copy`);
@@ -266,7 +265,11 @@ def run_grid(method: str, dataset: str, classes="all", seeds=(0,), *, quick: boo
     ``"paper"`` (:func:`adlib.protocols.paper_selection`: the epoch, and for ALPS the score, are
     chosen on real anomalies from the other classes' training images; for the methods whose
     ``selections`` include it); rows record it (``selection_protocol``), and a non-clean one
-    is folded into the variant. A video dataset (:data:`adlib.video.VIDEO_DATASETS`) runs the
+    is folded into the variant. ``dataset`` may be the path of a folder of your own images
+    (:mod:`adlib.folders`): its class 0 (good / normal) is the normal class, rows go to
+    ``results/<method>_<folder name>.jsonl``; ``size`` resizes every image to ``size x size``
+    (folded into the variant as ``+size=N``). A video dataset
+    (:data:`adlib.video.VIDEO_DATASETS`) runs the
     patch protocol instead, one row per seed (see :func:`run_video`); ``protocol`` then holds
     options of
     :func:`adlib.video.ucsd_patches` (for example ``{"stride": 25}``). A few-shot method
@@ -284,9 +287,13 @@ def run_grid(method: str, dataset: str, classes="all", seeds=(0,), *, quick: boo
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    if dataset not in DATASETS and dataset not in VIDEO_DATASETS:
+    folder = dataset not in DATASETS and dataset not in VIDEO_DATASETS
+    if folder and not Path(dataset).expanduser().is_dir():
         raise DataError(f"unknown dataset {dataset!r}; image datasets: {', '.join(DATASETS)}; "
-                        f"video datasets: {', '.join(VIDEO_DATASETS)}")
+                        f"video datasets: {', '.join(VIDEO_DATASETS)}; or the path of a "
+                        "folder of your own images (see adlib.folders)")
+    if folder and classes == "all":  # a folder's training images are its normal class only
+        classes = [0]
     if selection != "clean" and dataset in VIDEO_DATASETS:
         raise ValueError(f"--selection {selection} runs on the image datasets only")
     if dataset in VIDEO_DATASETS and backend != "local":
@@ -308,6 +315,10 @@ def run_grid(method: str, dataset: str, classes="all", seeds=(0,), *, quick: boo
         raise ValueError(f"{cls.name} has the selection protocols {', '.join(cls.selections)}, "
                          f"not {selection!r}")
     variant = _variant_name(variant, protocol, dev, selection)
+    preprocess = cls.preprocess
+    if size is not None:  # resize every image (a folder's of several sizes): its own variant
+        preprocess = dataclasses.replace(preprocess, size=int(size))
+        variant = f"{variant}+size={size}"
     config = _config(cls, params, quick, max_train, max_test, outlier_ratios)
     train = load_dataset(dataset, "train", root=root, verify=verify, download=download)
     test = load_dataset(dataset, "test", root=root, verify=verify, download=download)
@@ -321,7 +332,7 @@ def run_grid(method: str, dataset: str, classes="all", seeds=(0,), *, quick: boo
     shared = dict(method=cls.name, dataset=dataset, train=train, test=test, params=params,
                   quick=quick, verbose=verbose, variant=variant, few_shot=few_shot,
                   protocol=protocol, dev=dev, max_train=max_train, max_test=max_test,
-                  outlier_ratios=tuple(outlier_ratios), preprocess=cls.preprocess,
+                  outlier_ratios=tuple(outlier_ratios), preprocess=preprocess,
                   selection=selection, config=config, base={**provenance(), "backend": backend})
 
     def finished(job, row):  # in this process, as each run ends: the file is the checkpoint
@@ -371,7 +382,8 @@ def _prepare(method: str, dataset: str, params, quick: bool, out):
         raise ValueError("give seeds with seeds=[...] (--seeds), not as a detector parameter")
     if "num_epochs" in cls._param_names() and "num_epochs" not in params:
         params["num_epochs"] = cls.epochs_for(dataset, quick)
-    return cls, params, Path(out or REPO / "results" / f"{cls.name}_{dataset}.jsonl")
+    name = dataset if dataset in DATASETS or dataset in VIDEO_DATASETS else Path(dataset).name
+    return cls, params, Path(out or REPO / "results" / f"{cls.name}_{name}.jsonl")
 
 
 def _config(cls, params: dict, quick: bool, max_train=None, max_test=None,
@@ -647,181 +659,30 @@ def _run_video_transfer(cls, mode, source, target, seeds, params, variant, out, 
     return out
 
 
-def _class_index(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise ValueError(f"--classes takes 'all' or class indices, got {text!r}") from None
-
-
-def _parse_set(items) -> dict:
-    params = {}
-    for item in items or []:
-        if "=" not in item:
-            raise ValueError(f"--set and --protocol expect key=value, got {item!r}")
-        key, value = item.split("=", 1)
-        try:
-            params[key] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            params[key] = value
-    return params
-
-
-#: What the command line reports as one line (a user's mistake), not as a traceback (a bug).
-#: (:class:`adlib.results.ConfigMismatchError` is a ``ValueError``.)
-USER_ERRORS = (DataError, ValueError, FileNotFoundError, NotADirectoryError)
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m adlib", description="The anomaly-detection book's command line: "
-        "benchmarks, results tables, the book and the course labs.")
-    parser.add_argument("--debug", action="store_true",
-                        help="show the Python traceback of an error (default: one line)")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    b = sub.add_parser("bench", help="run a method on a protocol and append results",
-                       description="Run a registered method on a protocol; append one row per "
-                       "finished (class, seed) run to results/<method>_<dataset>.jsonl.")
-    b.add_argument("method", help=f"a registered detector: {', '.join(available_detectors())}")
-    b.add_argument("--dataset", default="mnist",
-                   help=f"image datasets: {', '.join(DATASETS)}; video datasets: "
-                        f"{', '.join(VIDEO_DATASETS)} (default mnist)")
-    b.add_argument("--classes", nargs="+", default=["all"], help="'all' or class indices")
-    b.add_argument("--seeds", nargs="+", type=int, default=[0])
-    b.add_argument("--quick", action="store_true", help="quick mode: capped epochs")
-    b.add_argument("--epochs", type=int, help="override the method's epoch budget")
-    b.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="detector parameters")
-    b.add_argument("--variant", default="default", help="name of this configuration")
-    b.add_argument("--outlier-ratios", nargs="+", type=float, default=[],
-                   help="also evaluate on test subsets with these anomaly shares (G2D: 0.1 .. 0.5)")
-    b.add_argument("--selection", choices=SELECTIONS, default="clean",
-                   help="how the epoch is chosen: 'clean' (no real anomaly before the test, "
-                        "default) or 'paper' (real anomalies from other classes' training "
-                        "images, as the thesis chooses ALPS' epoch and score)")
-    b.add_argument("--dev", action="store_true",
-                   help="evaluate on a development split of training images, not on the test "
-                        "split (to choose hyperparameters without test labels)")
-    b.add_argument("--protocol", nargs="*", metavar="KEY=VALUE",
-                   help="video protocol options, e.g. stride=25 (see adlib.video.ucsd_patches)")
-    b.add_argument("--transfer", nargs=2, metavar=("SOURCE", "TARGET"),
-                   help="IWAD's transfer protocol from SOURCE to TARGET (e.g. mnist usps); "
-                        "--classes then names the normal class (default 0)")
-    b.add_argument("--rates", nargs="+", type=float, default=list(TRANSFER_RATES),
-                   help="target anomaly rates of --transfer (default IWAD's five)")
-    b.add_argument("--pretrain-task", nargs=3, metavar=("SOURCE", "TARGET", "RATE"),
-                   help="with --transfer and IWAD: run stage 1 once on this task and start "
-                        "every rate's stage 2 from it (the authors' protocol: mnist usps 0.25)")
-    b.add_argument("--mode", choices=TRANSFER_MODES,
-                   help="with --transfer, how a detector that is not a transfer method trains")
-    b.add_argument("--out", help="results file (default results/<method>_<dataset>.jsonl)")
-    b.add_argument("--max-train", type=int, help="cap the training normals")
-    b.add_argument("--max-test", type=int, help="cap the test images (stratified)")
-    b.add_argument("--replace", action="store_true",
-                   help="run every run of the grid again and replace its stored row (after "
-                        "a change of configuration or of the code)")
-    b.add_argument("--data-root", help="data folder (default $ADLIB_DATA)")
-    b.add_argument("--no-verify", action="store_true",
-                   help="skip the checks of the data copy (the published copies' tree digest, "
-                        "the official image counts of any other copy)")
-    b.add_argument("--download", action="store_true",
-                   help="fetch a missing dataset from its official source (needs internet)")
-    b.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                   help="show the Python traceback of an error")
-    b.add_argument("--quiet", action="store_true")
-    b.add_argument("--backend", choices=BACKENDS, default="local",
-                   help="where the runs execute: here one after the other, or as Ray tasks")
-    b.add_argument("--ray-address", help="with --backend ray: 'auto' or 'ray://host:port' for "
-                                         "a running cluster (default: start Ray on this machine)")
-    b.add_argument("--ray-cpus", type=float, default=1,
-                   help="with --backend ray: CPUs reserved for each run (default 1)")
-    b.add_argument("--ray-gpus", type=float, default=0,
-                   help="with --backend ray: GPUs reserved for each run (default 0)")
-    t = sub.add_parser("table", help="per-class table of results files")
-    t.add_argument("paths", nargs="+")
-    t.add_argument("--metric", default="auroc")
-    t.add_argument("--by", default="method")
-    sub.add_parser("list", help="registered detectors and what they declare")
-    c = sub.add_parser("cost", help="the leaderboard's cost run: each entry trained once on "
-                                    "one class here (run it alone on the machine)")
-    c.add_argument("--dataset", default="mnist")
-    c.add_argument("--class", dest="normal_class", type=int, default=0)
-    c.add_argument("--methods", nargs="+", help="entries to measure (default: all)")
-    c.add_argument("--quick", action="store_true")
-    # book and lab have parsers of their own (adlib.book, adlib.labs); listed here for --help
-    sub.add_parser("book", help="execute the notebooks and build the HTML book "
-                                "(python -m adlib book --help)", add_help=False)
-    sub.add_parser("lab", help="write the course labs' student notebooks "
-                               "(python -m adlib lab --help)", add_help=False)
-    return parser
-
-
-def main(argv=None) -> int:
-    """Entry point of ``python -m adlib``: a user's mistake (:data:`USER_ERRORS`) prints one
-    line on stderr and returns 2; ``--debug`` re-raises it with its traceback."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in argv
-    argv = [a for a in argv if a != "--debug"]
-    try:
-        return _main(argv)
-    except USER_ERRORS as err:
-        if debug:
-            raise
-        prog = " ".join(["python -m adlib", *argv[:1]])
-        print(f"{prog}: error: {err} (--debug shows the traceback)", file=sys.stderr)
-        return 2
-
-
-def _main(argv: list) -> int:
-    if argv and argv[0] == "book":
-        from .book import main as book_main
-        return book_main(argv[1:])
-    if argv and argv[0] == "lab":
-        from .labs import main as lab_main
-        return lab_main(argv[1:])
-    parser = _parser()
-    args = parser.parse_args(argv)
-
-    if args.command == "list":
-        for name in available_detectors():
-            cls = detector_class(name)
-            print(f"{name:18s} {cls.learning_type:10s} epochs={cls.default_epochs} "
-                  f"quick={cls.quick_epochs} gpu={cls.needs_gpu} notebook={cls.notebook}")
-        return 0
-    if args.command == "cost":
-        from .leaderboard import run_cost
-        run_cost(args.dataset, args.normal_class, methods=args.methods, quick=args.quick)
-        return 0
-    if args.command == "table":
-        df = load_results(*args.paths)
-        if df.empty:
-            print("no rows")
-            return 1
-        print(per_class_table(df, args.metric, args.by).to_string())
-        return 0
-    classes = "all" if args.classes == ["all"] else [_class_index(c) for c in args.classes]
-    params = _parse_set(args.set)
-    if args.epochs is not None:
-        params["num_epochs"] = args.epochs
-    if args.transfer and args.backend != "local":
-        parser.error("--transfer runs with --backend local only")
-    if args.pretrain_task and not args.transfer:
-        parser.error("--pretrain-task goes with --transfer")
-    if args.transfer and args.selection != "clean":
-        parser.error("--selection applies to the one-class grid, not to --transfer")
-    if args.transfer:
-        run_transfer(args.method, *args.transfer, rates=args.rates, seeds=args.seeds,
-                     mode=args.mode, normal_classes=[0] if classes == "all" else classes,
-                     quick=args.quick, params=params, variant=args.variant, out=args.out,
-                     max_train=args.max_train, max_test=args.max_test, root=args.data_root,
-                     verify=not args.no_verify, verbose=not args.quiet, replace=args.replace,
-                     download=args.download, pretrain_task=args.pretrain_task)
-        return 0
-    run_grid(args.method, args.dataset, classes, args.seeds, quick=args.quick, params=params,
-             variant=args.variant, out=args.out, max_train=args.max_train,
-             max_test=args.max_test, root=args.data_root, verbose=not args.quiet,
-             protocol=_parse_set(args.protocol), dev=args.dev,
-             outlier_ratios=args.outlier_ratios, backend=args.backend,
-             ray_address=args.ray_address, ray_num_cpus=args.ray_cpus,
-             ray_num_gpus=args.ray_gpus, replace=args.replace, verify=not args.no_verify,
-             download=args.download, selection=args.selection)
-    return 0
+def run_cost(dataset: str = "mnist", normal_class: int = 0, seed: int = 0, methods=None,
+             results_dir=None, out=None, quick: bool = False, verbose: bool = True):
+    """The cost run: each entry's method trained once on ``dataset``'s ``normal_class`` in this
+    process, one after another, with the parameters of its committed leaderboard rows (so the
+    cost is that of the configuration the table reports). Rows go to ``out`` (default
+    ``results/cost_<dataset>.jsonl``) with the variant ``"cost"``; finished methods are skipped
+    on a rerun. Run it alone on the machine: its times are the cost columns."""
+    results_dir = results_dir or REPO / "results"
+    out = out or results_dir / f"cost_{dataset}.jsonl"
+    known = set(available_detectors())
+    chosen = [e for e in ENTRIES if (methods is None or e.method in methods)]
+    unknown = set(methods or ()) - {e.method for e in ENTRIES}
+    if unknown:
+        raise ValueError(f"no leaderboard entry for {sorted(unknown)}; entries: "
+                         f"{', '.join(e.method for e in ENTRIES)}")
+    reported = entry_rows(load_results(str(results_dir / "*.jsonl")), dataset, chosen)
+    for e in chosen:
+        if not installed(e.method, known):
+            print(f"{e.method}: its library is not installed here, skipped")
+            continue
+        mine = reported[reported["method"] == e.method] if len(reported) else reported
+        params = dict(mine.iloc[0]["params"]) if len(mine) else {}
+        for name in ("seed", "verbose", "quick"):
+            params.pop(name, None)
+        run_grid(e.method, dataset, [normal_class], [seed], params=params, variant="cost",
+                 out=out, quick=quick, verbose=verbose)
+    return out

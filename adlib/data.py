@@ -52,6 +52,8 @@ Supported on-disk forms:
   ``CIFAR10-JPEG/{train,test}/<class>/NNNN.jpg`` (lossy; results on it must say so).
 * USPS: torchvision's ``usps.bz2`` / ``usps.t.bz2`` (libsvm text) or the HDF5 ``USPS/usps.h5``.
 * GTSRB, Caltech-256: torchvision's layouts (not in the offline data; tested on generated files).
+* Your own images: :func:`load_dataset` given a folder path reads MVTec AD's layout or a plain
+  ``normal/``, ``abnormal/`` folder with :func:`adlib.folders.load_folder`.
 """
 from __future__ import annotations
 
@@ -142,6 +144,10 @@ class ImageSet:
         labels: int64 tensor ``N``.
         classes: class names, indexed by label.
         source: one line saying which files these images were decoded from.
+        info: how the images were found and checked (digest, check, ...), by loader.
+        masks: uint8 ``N x 1 x H x W`` pixel masks, 255 on the anomaly and 0 elsewhere (all 0
+            for an image without a mask, such as a normal one); ``None`` when the dataset has no
+            masks at all (every registered dataset; an image folder without mask files).
     """
 
     images: torch.Tensor
@@ -149,6 +155,7 @@ class ImageSet:
     classes: list[str]
     source: str = ""
     info: dict = field(default_factory=dict)
+    masks: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -837,13 +844,48 @@ DATASETS = {
 }
 
 
-def load_dataset(name: str, split: str = "train", root=None, download: bool = False,
-                 verify: bool = True) -> ImageSet:
-    """Load dataset ``name`` (one of :data:`DATASETS`) by name.
+def _is_folder_name(name) -> bool:
+    """Whether :func:`load_dataset` reads ``name`` as a folder path: a path object, or a string
+    that is not a registered name and is an existing folder, holds a path separator or starts
+    with ``~`` or ``.``."""
+    if isinstance(name, os.PathLike):
+        return True
+    if not isinstance(name, str) or name in DATASETS:
+        return False
+    seps = [s for s in (os.sep, os.altsep, "/") if s]
+    return (Path(name).expanduser().is_dir() or any(s in name for s in seps)
+            or name.startswith(("~", ".")))
+
+
+def load_dataset(name: str | os.PathLike, split: str = "train", root=None,
+                 download: bool = False, verify: bool = True, *,
+                 size: int | None = None) -> ImageSet:
+    """Load dataset ``name``: one of :data:`DATASETS`, or the path of an image folder.
 
     ``verify`` (the default) checks the published copy's tree digest, or another copy's
     structure and official counts; ``verify=False`` loads a partial copy on purpose.
+
+    A ``name`` that is not a registered name and is an existing folder, a path object, or a
+    string holding a path separator or starting with ``~`` or ``.`` is read by
+    :func:`adlib.folders.load_folder` (MVTec AD's ``train/good``, ``test/<defect>`` layout or
+    ``normal/``, ``abnormal/``), resized to ``size x size`` when ``size`` is given. A folder
+    path is used as given (relative to the working directory): ``root`` does not apply to it,
+    nor do ``download`` and ``verify`` (a folder is always structure-checked). A folder named like
+    a registered dataset is reached as ``./mnist``.
+
+    Raises:
+        DataError: an unknown name that is no folder path; ``size`` given for a registered
+            dataset (resize those with :class:`adlib.protocols.Preprocess`); and the errors of
+            the loaders.
     """
+    if _is_folder_name(name):
+        from .folders import load_folder
+        return load_folder(name, split, size=size)
     if name not in DATASETS:
-        raise DataError(f"unknown dataset {name!r}; available: {', '.join(sorted(DATASETS))}")
+        raise DataError(f"unknown dataset {name!r}; available: {', '.join(sorted(DATASETS))}, "
+                        "or the path of a folder of images (train/good/, test/good/, "
+                        "test/<defect>/; or normal/, abnormal/), e.g. ./mydata")
+    if size is not None:
+        raise DataError(f"size={size} applies to image folders only; {name} keeps its native "
+                        "size: resize it with adlib.protocols.Preprocess(size=...)")
     return DATASETS[name](split, root=root, download=download, verify=verify)

@@ -138,10 +138,11 @@ class BaseDetector:
     threshold_rule: str = "quantile"
 
     def __init_subclass__(cls, **kwargs):
-        """Every ``score``, ``score_all`` and ``predict`` a subclass defines checks its input
+        """Every ``score``, ``score_all``, ``predict`` and ``anomaly_map`` a subclass defines
+        checks its input
         first (:meth:`_check_input`), so no method has to."""
         super().__init_subclass__(**kwargs)
-        for name in ("score", "score_all", "predict"):
+        for name in ("score", "score_all", "predict", "anomaly_map"):
             if name in vars(cls):
                 setattr(cls, name, _checks_input(vars(cls)[name]))
 
@@ -447,9 +448,41 @@ class BaseDeepDetector(BaseDetector):
         self.network_.eval()
         return self._scores_of(X)
 
+    def reconstruct_batch(self, batch: torch.Tensor) -> torch.Tensor | None:
+        """The reconstruction of ``batch`` (same shape) for a method that reconstructs its
+        input (override it there); ``None`` for the others."""
+        return None
+
+    @property
+    def reconstructs(self) -> bool:
+        """Whether the method reconstructs its input (defines :meth:`reconstruct_batch`), so
+        that :meth:`anomaly_map` has a map to give."""
+        return type(self).reconstruct_batch is not BaseDeepDetector.reconstruct_batch
+
+    @_checks_input
+    @torch.no_grad()
+    def anomaly_map(self, X) -> np.ndarray:
+        """Where each image of ``X`` (``N x C x H x W``, as for ``score``) is anomalous: the
+        absolute reconstruction error ``|x - x_hat|`` averaged over channels, in the input's
+        units (float32 ``N x H x W``; 0 is a perfect reconstruction), eval mode.
+
+        Raises:
+            NotFittedError: before ``fit``.
+            ValueError: images of another shape than the fitted one.
+            TypeError: the method does not reconstruct its input (``reconstructs`` is False).
+        """
+        if not self.reconstructs:
+            raise TypeError(f"{self.name or type(self).__name__} does not reconstruct its "
+                            "input, so it has no anomaly map; use score() for image scores")
+        self.network_.eval()
+        out = [(self.reconstruct_batch(b) - b).abs().mean(1).float().cpu()
+               for b in self._batches(as_tensor(X), shuffle=False)]
+        return torch.cat(out).numpy()
+
     # -- persistence ---------------------------------------------------------------------------
-    def save(self, path) -> None:
-        """Write the network's weights, the parameters and the threshold atomically.
+    def save(self, path, extra: dict | None = None) -> None:
+        """Write the network's weights, the parameters and the threshold atomically, with
+        ``extra`` (plain values: what else rebuilds the detector, such as its preprocessing).
 
         Parameters are stored as plain Python values (numpy scalars such as ``np.float64(1e-3)``
         become ``float``, see :func:`adlib.training.to_builtin`); a parameter that is not a
@@ -460,7 +493,8 @@ class BaseDeepDetector(BaseDetector):
                                "input_shape": list(self.input_shape_),
                                "history": getattr(self, "history_", []),
                                "threshold": getattr(self, "threshold_", None),
-                               "threshold_source": getattr(self, "threshold_source_", None)})
+                               "threshold_source": getattr(self, "threshold_source_", None),
+                               **(extra or {})})
 
     def load(self, path) -> "BaseDeepDetector":
         """Restore weights, parameters and threshold saved by :meth:`save` (read with

@@ -24,7 +24,7 @@ from . import papers
 from .results import row_config
 
 __all__ = ["Entry", "ENTRIES", "entry_rows", "leaderboard", "class_ranks", "average_ranks",
-           "nemenyi_cd", "cost_table", "installed", "run_cost"]
+           "nemenyi_cd", "cost_table", "installed"]
 
 
 @dataclass(frozen=True)
@@ -216,36 +216,3 @@ def installed(method: str, known=None) -> bool:
         return not needed or importlib.util.find_spec(needed) is not None
     except ModuleNotFoundError:  # its parent package is missing
         return False
-
-
-def run_cost(dataset: str = "mnist", normal_class: int = 0, seed: int = 0, methods=None,
-             results_dir=None, out=None, quick: bool = False, verbose: bool = True):
-    """The cost run: each entry's method trained once on ``dataset``'s ``normal_class`` in this
-    process, one after another, with the parameters of its committed leaderboard rows (so the
-    cost is that of the configuration the table reports). Rows go to ``out`` (default
-    ``results/cost_<dataset>.jsonl``) with the variant ``"cost"``; finished methods are skipped
-    on a rerun. Run it alone on the machine: its times are the cost columns."""
-    from .bench import REPO, run_grid
-    from .registry import available_detectors
-    from .results import load_results
-
-    results_dir = results_dir or REPO / "results"
-    out = out or results_dir / f"cost_{dataset}.jsonl"
-    known = set(available_detectors())
-    chosen = [e for e in ENTRIES if (methods is None or e.method in methods)]
-    unknown = set(methods or ()) - {e.method for e in ENTRIES}
-    if unknown:
-        raise ValueError(f"no leaderboard entry for {sorted(unknown)}; entries: "
-                         f"{', '.join(e.method for e in ENTRIES)}")
-    reported = entry_rows(load_results(str(results_dir / "*.jsonl")), dataset, chosen)
-    for e in chosen:
-        if not installed(e.method, known):
-            print(f"{e.method}: its library is not installed here, skipped")
-            continue
-        mine = reported[reported["method"] == e.method] if len(reported) else reported
-        params = dict(mine.iloc[0]["params"]) if len(mine) else {}
-        for name in ("seed", "verbose", "quick"):
-            params.pop(name, None)
-        run_grid(e.method, dataset, [normal_class], [seed], params=params, variant="cost",
-                 out=out, quick=quick, verbose=verbose)
-    return out

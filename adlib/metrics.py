@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 from sklearn import metrics as skm
 
-__all__ = ["auroc", "average_precision", "f1_at_threshold", "equal_error_rate", "roc_curve",
-           "evaluate"]
+__all__ = ["auroc", "pixel_auroc", "average_precision", "f1_at_threshold", "equal_error_rate",
+           "roc_curve", "evaluate"]
 
 
 def _check(y_true, scores):
@@ -28,6 +28,24 @@ def _check(y_true, scores):
 def auroc(y_true, scores) -> float:
     """Area under the ROC curve (``sklearn.metrics.roc_auc_score``), in [0, 1]."""
     return float(skm.roc_auc_score(*_check(y_true, scores)))
+
+
+def pixel_auroc(masks, maps) -> float:
+    """Pixel-level AUROC: every pixel of every image is a sample, an anomaly where its mask is
+    non-zero, scored by the anomaly map (MVTec AD's pixel AUROC).
+
+    Args:
+        masks: ``N x H x W`` (or ``N x 1 x H x W``) masks, bool, 0/1 or 0/255.
+        maps: ``N x H x W`` (or ``N x 1 x H x W``) anomaly maps, higher is more anomalous.
+
+    Raises:
+        ValueError: the shapes differ, or no pixel (or every pixel) is anomalous.
+    """
+    masks, maps = np.asarray(masks), np.asarray(maps)
+    if masks.shape != maps.shape:
+        raise ValueError(f"masks of shape {masks.shape} but maps of shape {maps.shape}: resize "
+                         "the masks to the maps' size (nearest) first")
+    return auroc(masks.ravel() > 0, maps.ravel())
 
 
 def average_precision(y_true, scores) -> float:

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import adlib.data as data
-from adlib.bench import main, run_grid
+from adlib.bench import run_grid
+from adlib.cli import main
 from adlib.grid import GridRunError, run_jobs, worker_env
 from adlib.results import read_rows
 from conftest import idx_bytes, write_idx_dataset

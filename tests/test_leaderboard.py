@@ -1,4 +1,7 @@
 """The leaderboard's tables, ranks, critical difference and cost columns."""
+import ast
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -124,7 +127,13 @@ def test_every_entry_names_a_kind_the_notebook_colours():
 
 def test_run_cost_rejects_an_unknown_entry():
     with pytest.raises(ValueError, match="no leaderboard entry"):
-        lb.run_cost(methods=["nope"])
+        bench.run_cost(methods=["nope"])
+
+
+def test_the_leaderboard_imports_no_runner_and_no_command_line():
+    tree = ast.parse(Path(lb.__file__).read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert not imported & {"bench", "cli", "adlib.bench", "adlib.cli"}
 
 
 def test_installed_needs_the_registry_and_the_wrapped_library(monkeypatch):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from adlib.metrics import (auroc, average_precision, equal_error_rate, evaluate,
+from adlib.metrics import (auroc, average_precision, equal_error_rate, evaluate, pixel_auroc,
                            f1_at_threshold, roc_curve)
 
 
@@ -110,3 +110,15 @@ def test_non_finite_scores_raise(fn, bad):
 def test_labels_other_than_0_1_raise():
     with pytest.raises(ValueError, match="0 \\(normal\\) or 1"):
         auroc([0, 1, 2], [0.1, 0.2, 0.3])
+
+
+def test_pixel_auroc_hand_case():
+    masks = np.array([[[255, 0], [0, 0]], [[0, 0], [0, 255]]], np.uint8)  # 2 of 8 pixels
+    maps = np.array([[[0.9, 0.1], [0.2, 0.3]], [[0.4, 0.0], [0.5, 0.35]]])
+    # anomalous pixels 0.9 and 0.35 against 0.1 0.2 0.3 0.4 0.0 0.5: (6 + 4) / 12 pairs
+    assert pixel_auroc(masks, maps) == pytest.approx(10 / 12)
+    assert pixel_auroc(masks[:, None] > 0, maps[:, None]) == pytest.approx(10 / 12)
+    with pytest.raises(ValueError, match="resize the masks"):
+        pixel_auroc(masks, maps[:, :1])
+    with pytest.raises(ValueError, match="both normal"):
+        pixel_auroc(np.zeros_like(masks), maps)

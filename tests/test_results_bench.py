@@ -10,7 +10,8 @@ import pytest
 
 import adlib
 import adlib.data as data
-from adlib.bench import REPO, main, provenance, run_grid
+from adlib.bench import REPO, provenance, run_grid
+from adlib.cli import main
 from adlib.data import DataError
 from adlib.results import append_row, load_results, per_class_table, read_rows, run_key
 from conftest import write_idx_dataset

@@ -9,8 +9,9 @@ import sys
 import pytest
 
 import adlib.data as data
-from adlib import bench
-from adlib.bench import REPO, main, run_grid
+from adlib import bench, cli
+from adlib.bench import REPO, run_grid
+from adlib.cli import main
 from adlib.results import (ConfigMismatchError, append_row, config_diff, plan_runs, read_rows,
                            row_config, run_config)
 from conftest import write_idx_dataset
@@ -168,8 +169,8 @@ def test_committed_rows_resume_under_their_own_command():
     rows = read_rows(REPO / "results" / "isolation_forest_mnist.jsonl")
     assert rows
     for row in rows:
-        args = bench._parser().parse_args(row["command"].split()[3:])
-        cls, params, _ = bench._prepare(args.method, args.dataset, bench._parse_set(args.set),
+        args = cli._parser().parse_args(row["command"].split()[3:])
+        cls, params, _ = bench._prepare(args.method, args.dataset, cli._parse_set(args.set),
                                         args.quick, None)
         config = bench._config(cls, params, args.quick, args.max_train, args.max_test,
                                args.outlier_ratios)

@@ -294,6 +294,10 @@ class ADNL(BaseDeepDetector):
         """Per-image reconstruction MSE."""
         return _mse(self.network_(batch), batch)
 
+    def reconstruct_batch(self, batch):
+        """The adversarial autoencoder's reconstruction."""
+        return self.network_(batch)
+
     def validation_metric(self, X_val):
         """Mean reconstruction MSE of the held-out normals (lower is better): it picks the
         unsupervised AAE's epoch. ``None`` under negative learning, which keeps the last epoch:

@@ -164,5 +164,9 @@ class ConvAEDetector(BaseDeepDetector):
     def batch_scores(self, batch):
         return (self.network_(batch) - batch).pow(2).flatten(1).mean(1)
 
+    def reconstruct_batch(self, batch):
+        """The autoencoder's reconstruction."""
+        return self.network_(batch)
+
     def validation_metric(self, X_val):
         return float(np.mean(self._scores_of(X_val)))

@@ -567,3 +567,7 @@ class IWAD(BaseDeepDetector):
     def batch_scores(self, batch):
         """Per-image reconstruction MSE (the paper's score)."""
         return per_image_mse(self.network_(batch)[0], batch)
+
+    def reconstruct_batch(self, batch):
+        """The shared autoencoder's reconstruction."""
+        return self.network_(batch)[0]

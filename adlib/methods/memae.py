@@ -268,6 +268,10 @@ class MemAE(BaseDeepDetector):
         """Per-image reconstruction MSE."""
         return (self.network_(batch)[0] - batch).pow(2).flatten(1).mean(1)
 
+    def reconstruct_batch(self, batch):
+        """The reconstruction from the memory-addressed code."""
+        return self.network_(batch)[0]
+
     def validation_metric(self, X_val):
         """Mean reconstruction error of held-out normals (lower is better)."""
         return float(self._scores_of(X_val).mean())

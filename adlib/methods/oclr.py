@@ -351,6 +351,11 @@ class OCLR(BaseDeepDetector):
             out["dual"] = _l1(batch, net.auxiliary(recon))
         return out
 
+    def reconstruct_batch(self, batch):
+        """``D'(G(x))`` when the score reads it, else ``G(x)``: the image the score compares."""
+        recon = self.network_.generator(batch)
+        return self.network_.auxiliary(recon) if self.scores_through_auxiliary else recon
+
     def batch_scores(self, batch):
         """``||x - D'(G(x))||_1`` per image (section 3.1, the loss's norm); ``||x - G(x)||_1``
         when ``D'`` is not trained as an autoencoder (Table 1's rows without ``L_dual``)."""
