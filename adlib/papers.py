@@ -175,12 +175,13 @@ G2D_TABLE_2 = {1: {"AUC": 0.957, "F1": 0.945}, 3: {"AUC": 0.951, "F1": 0.922},
 
 def video_table(ours: pd.DataFrame | None = None) -> pd.DataFrame:
     """Frame-level AUROC and EER (%) on UCSD Ped2: thesis Tables 3.2 and 4.2, G2D Table 1, and
-    ``ours`` (rows indexed by method with columns ``AUROC (%)`` and ``EER (%)``) beneath."""
+    ``ours`` (rows indexed by method with columns ``AUROC (%)`` and ``EER (%)``) beneath; a
+    number a paper does not report is NaN (shown as "-" by :func:`adlib.plots.table`)."""
     rows = {**THESIS_TABLE_3_2, **THESIS_TABLE_4_2}
     table = pd.DataFrame([{"method": k, "AUROC (%)": a, "EER (%)": e, "source": "thesis 3.2/4.2"}
                           for k, (a, e) in rows.items()])
-    g2d = pd.DataFrame([{"method": k, "AUROC (%)": None, "EER (%)": e, "source": "G2D Table 1"}
-                        for k, e in G2D_TABLE_1.items() if k not in rows])
+    g2d = pd.DataFrame([{"method": k, "AUROC (%)": float("nan"), "EER (%)": e,
+                         "source": "G2D Table 1"} for k, e in G2D_TABLE_1.items() if k not in rows])
     parts = [table, g2d]
     if ours is not None and len(ours):
         parts.append(ours.rename_axis("method").reset_index().assign(source="ours (measured)"))

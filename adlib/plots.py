@@ -1,19 +1,20 @@
 """Figures the chapters share: score histograms, ROC curves, image grids, training curves,
-the leaderboard's rank plot.
+the leaderboard's rank plot; and :func:`table`, how the chapters show a table with gaps.
 
-Every function draws on a given matplotlib ``Axes`` (or makes one), titles it and labels its
-axes, and returns the ``Axes``.
+Every drawing function draws on a given matplotlib ``Axes`` (or makes one), titles it and
+labels its axes, and returns the ``Axes``.
 """
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import seaborn as sns
 
 from .metrics import auroc, roc_curve
 
 __all__ = ["score_histogram", "roc_curves", "image_grid", "training_curves", "scores_over_time",
-           "mask_overlay", "rank_plot"]
+           "mask_overlay", "rank_plot", "table"]
 
 
 def _axes(ax):
@@ -136,3 +137,28 @@ def rank_plot(average_ranks, critical_difference: float, title: str, ax=None, ki
            xlim=(0.5, max(len(ranks), best + critical_difference) + 0.5))
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))
     return ax
+
+
+class _Table:
+    """A DataFrame that displays with its missing cells written as ``na_rep`` (see
+    :func:`table`)."""
+
+    def __init__(self, df: pd.DataFrame, na_rep: str):
+        self.df, self.na_rep = df, na_rep
+
+    def _repr_html_(self) -> str:
+        return self.df.to_html(na_rep=self.na_rep, notebook=True,
+                               max_rows=pd.get_option("display.max_rows"),
+                               max_cols=pd.get_option("display.max_columns"),
+                               show_dimensions=pd.get_option("display.show_dimensions"))
+
+    def __repr__(self) -> str:
+        return self.df.to_string(na_rep=self.na_rep)
+
+
+def table(df: pd.DataFrame, na_rep: str = "-"):
+    """``df`` ready for ``display``: the table pandas draws in a notebook, its numbers formatted
+    as usual, but every missing cell written as ``na_rep`` instead of ``NaN`` (a number that a
+    run did not produce, such as the spread of a single seed or a paper's unreported entry).
+    The DataFrame itself is left as it is (still numeric)."""
+    return _Table(df, na_rep)

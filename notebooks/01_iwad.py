@@ -110,10 +110,10 @@ if HAVE_DATA:
 # rate where stage 1 ended, 0.01 x 0.95^100 = 5.9e-5, still falling, and at every step weighs
 # every image of the batch, source and target alike, by
 #
-# $$w(x) = \sigma\!\Big(k\big(1 - L(x)/m\big) + \Delta\beta(p)\Big),\qquad k = 190,\quad
+# $$w(x) = \sigma\!\Big(k\big(1 - L(x)/m\big) + \Delta\beta(p)\Big),\qquad
 # \Delta\beta(p) = 20\Big(\frac{2}{1+e^{-p}} - 1\Big),$$
 #
-# a near-hard cut-off at `m` that rises by 4.9 % of `m` as stage 2's progress `p` goes from 0 to 1
+# with $k = 190$: a near-hard cut-off at `m` that rises by 4.9 % of `m` as stage 2's progress `p` goes from 0 to 1
 # (the authors' `sigmoid(-1e5 L + beta)`, beta 190 -> 199.2, written relative to its cut-off;
 # we set `m` to the 99th percentile of the source losses after stage 1, "just above the source's
 # per-image losses"). The weights are detached and not normalised. The loss is
@@ -393,9 +393,9 @@ for task in ["mnist2usps", "usps2mnist"]:
              + " (n=" + ours["count"].astype(str) + ")")
     table = cells.unstack("anomaly_rate")
     table.columns = [f"{c} ours" for c in table.columns]
-    both = table.join(paper.rename(columns=lambda c: f"{c} paper"), how="outer").fillna("-")
+    both = table.join(paper.rename(columns=lambda c: f"{c} paper"), how="outer")
     print(f"{task}: AUROC (%) per anomaly rate, ours (mean over seeds) beside the paper")
-    display(both[sorted(both.columns, key=lambda c: (float(c.split()[0]), c))])
+    display(plots.table(both[sorted(both.columns, key=lambda c: (float(c.split()[0]), c))]))
 
 # %% [markdown]
 # The same, drawn: IWAD under both protocols against MemAE fine-tuned and the paper's IWAD.

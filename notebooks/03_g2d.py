@@ -82,11 +82,44 @@ except DataError as err:
 # 0.999), batch 64 (section 4.1). The penalty takes the norm of each sample's gradient over
 # **all** its dimensions; a widely copied public version takes it over the channels only.
 #
-# The loss `L_I` (eq. 3) is the critic's estimate of the Wasserstein distance between normal
-# and generated images. The rule compares each epoch with the one `h` epochs later:
-# `L(i) = L_I(i) - L_I(i + h)`. A steep fall (about `eps1`) means the generator still makes
-# far-away noise; a moderate fall (`eps2`) means boundary irregularities; a flat curve (`eps3`)
-# means normal-looking samples. Generators of the first two regimes are picked.
+# On a batch of $m$ normal images $x^i$ and noise vectors $z^i \sim \mathcal{N}(0, I)$, the
+# loss $\mathcal{L}_{\mathcal{I}}$ (eq. 3) is the critic's estimate of the Wasserstein distance
+# between normal and generated images:
+#
+# $$\mathcal{L}_{\mathcal{I}} = \frac{1}{m}\sum_{i=1}^{m} C(x^i) - C\big(\mathcal{I}(z^i)\big).$$
+#
+# The critic minimises its negative plus the gradient penalty,
+#
+# $$\mathcal{L}_C = -\mathcal{L}_{\mathcal{I}} + \lambda\,\frac{1}{m}\sum_{i=1}^{m}
+#   \big(\lVert \nabla_{\hat x} C(\hat x^i) \rVert_2 - 1\big)^2,$$
+#
+# at random points $\hat x^i = \epsilon_i x^i + (1 - \epsilon_i)\,\mathcal{I}(z^i)$,
+# $\epsilon_i \sim U[0, 1]$, between a normal and a generated image; and after every fifth
+# critic step the generator minimises
+#
+# $$\mathcal{L}_{gen} = -\frac{1}{m}\sum_{i=1}^{m} C\big(\mathcal{I}(z^i)\big).$$
+#
+# (The paper's eq. 4 writes this mean without the minus sign, which would make the generator
+# lose to the critic; the code minimises the negative, as WGAN-GP does.) An epoch's
+# $\mathcal{L}_{\mathcal{I}}(i)$ is the mean of eq. 3 over its critic steps. The rule compares
+# each epoch with the one $h$ epochs later, relative to the largest drop of the run:
+#
+# $$L(i) = \mathcal{L}_{\mathcal{I}}(i) - \mathcal{L}_{\mathcal{I}}(i + h), \qquad
+#   r(i) = \frac{L(i)}{\max_j L(j)},$$
+#
+# and gives epoch $i$ a regime, with $p = \arg\max_j \mathcal{L}_{\mathcal{I}}(j)$ the peak of
+# the loss curve and $(\epsilon_1, \epsilon_2, \epsilon_3) = (1, 0.1, 0.01)$:
+#
+# $$\text{regime}(i) = \begin{cases}
+#     \text{far} & \text{if } i < p \text{ or } r(i) \ge \sqrt{\epsilon_1 \epsilon_2}, \\
+#     \text{boundary} & \text{else if } r(i) \ge \sqrt{\epsilon_2 \epsilon_3}, \\
+#     \text{normal-looking} & \text{otherwise.}
+#   \end{cases}$$
+#
+# Each drop goes to the nearest $\epsilon$ on a log scale (the paper names the three regimes
+# but its formula did not survive; this one is ours). A steep fall means the generator still
+# makes far-away noise; a moderate fall, boundary irregularities; a flat curve, normal-looking
+# samples. Generators of the first two regimes are picked.
 
 # %%
 if HAVE_DATA:
@@ -161,8 +194,18 @@ if HAVE_DATA:
 # ## Step 5: the detector D
 #
 # D is trained on the normals and `m` samples of each selected generator (as many in total as
-# normals): SGD at 0.01 with momentum 0.9, batch 32, negative log-likelihood (eq. 1). Its epoch
-# is chosen by the NLL on held-out normals and held-out generated samples: no real anomaly.
+# normals): SGD at 0.01 with momentum 0.9. Each step takes $B = 32$ normals (label $y = 0$) and
+# $B$ samples drawn from the generated pool ($y = 1$) and minimises the negative log-likelihood
+# of D's two-way softmax (eq. 1),
+#
+# $$\mathcal{L}_D = -\frac{1}{2B}\sum_{j=1}^{2B}\Big[y_j \log p(x_j)
+#   + (1 - y_j)\log\big(1 - p(x_j)\big)\Big],$$
+#
+# with $p(x) = \operatorname{softmax}\big(D(x)\big)_{\text{irregular}}$ D's probability of
+# "irregular". (The paper's eq. 1 has a plus sign before its second term; the negative log-likelihood it
+# names, and the code, have a minus on both.) The anomaly score is $p(x)$, and an image is
+# called irregular when $p(x) \ge \alpha = 0.5$. D's epoch is chosen by the same NLL on
+# held-out normals and held-out generated samples: no real anomaly.
 
 # %%
 if HAVE_DATA:
@@ -245,7 +288,7 @@ else:
     plt.tight_layout()
     plt.show()
     table = means.unstack("outlier share").round(3)
-    table["digits"] = long.groupby("method")["normal_class"].nunique()
+    table[("digits", "")] = long.groupby("method")["normal_class"].nunique()
     display(table)  # a method run on fewer than 10 digits is averaged over those only
     if (full["method"] == "g2d").any():
         display(per_class_table(full[full["method"] == "g2d"]))
@@ -324,11 +367,11 @@ path = RESULTS / "g2d_ucsd_ped2.jsonl"
 ped2 = load_results(path) if path.exists() else pd.DataFrame()
 if ped2.empty:
     print("no G2D run on UCSD Ped2 is committed yet")
-    display(video_table().loc[["G2D (paper)"]])
+    display(plots.table(video_table().loc[["G2D (paper)"]]))
 else:
     ours = pd.DataFrame({"AUROC (%)": [100 * ped2["auroc"].mean()],
                          "EER (%)": [100 * ped2["eer"].mean()]}, index=["G2D (ours)"])
-    display(video_table(ours).loc[["G2D (paper)", "G2D (ours)"]].round(2))
+    display(plots.table(video_table(ours).loc[["G2D (paper)", "G2D (ours)"]].round(2)))
 
 # %% [markdown]
 # ## What differs from the paper

@@ -141,15 +141,39 @@ print(inspect.getsource(alps.ALPSNet.perturbation))
 # %% [markdown]
 # ## Step 2: the training step of the two players
 #
-# In the distorter's epochs (0, 2, 4, ... with `distorter_every=2`) each batch first gets one
-# *ascent* step of the distorter on the perturbed MSE, with the autoencoder fixed. Then comes
-# one *descent* step of the autoencoder, with the perturbation fixed. The autoencoder minimises
-# `MSE(x, Dec(Enc(x) + AD(x))) + recon_weight * MSE(x, Dec(Enc(x)))`.
+# With $m$ the number of pixels of an image, write an image's plain and perturbed
+# reconstruction errors as
+#
+# $$\begin{aligned}
+#   e(x) &= \frac{1}{m}\big\lVert x - Dec(Enc(x)) \big\rVert^2, \\
+#   \tilde e(x) &= \frac{1}{m}\big\lVert x - Dec\big(Enc(x) + AD(x)\big) \big\rVert^2 .
+# \end{aligned}$$
+#
+# In the distorter's epochs (0, 2, 4, ... with `distorter_every=2`) each batch
+# $x_1, \dots, x_B$ first gets one *ascent* step of the distorter, with the autoencoder fixed:
+#
+# $$\max_{AD}\ \frac{1}{B}\sum_{j=1}^{B} \tilde e(x_j).$$
+#
+# Then comes one *descent* step of the autoencoder on
+#
+# $$\mathcal{L}_{AE} = \frac{1}{B}\sum_{j=1}^{B} \Big[\tilde e_{\operatorname{sg}}(x_j)
+#   + \beta\, e(x_j)\Big], \qquad \beta = \texttt{recon\_weight} = 1,$$
+#
+# with $\tilde e_{\operatorname{sg}}$ the perturbed error with the perturbation held fixed
+# ($\operatorname{sg}[AD(x)]$: no gradient reaches the distorter).
 #
 # Why the plain term? The thesis weights "the reconstruction loss for the autoencoder" higher.
 # But a constant factor on one player's own loss does nothing under Adam, which ignores the
-# loss's scale. So we read the weight as the weight of the plain reconstruction term beside the
-# perturbed one: `recon_weight=1` by default, and 0 gives eq. 3.2 alone.
+# loss's scale. So we read the weight as the weight $\beta$ of the plain reconstruction term
+# beside the perturbed one: $\beta = 0$ gives eq. 3.2 alone (this term is ours, not the
+# thesis'). The perturbation is the distorter's raw output $AD(x) = a(x)$ by default, as in
+# eq. 3.2; `perturbation_bound=b` makes it $b\,\operatorname{rms}(Enc(x))\tanh a(x)$, and the
+# noise model of Table 3.3 uses $\sigma\,\operatorname{rms}(Enc(x))\,\varepsilon$ with
+# $\varepsilon \sim \mathcal{N}(0, I)$ and $\sigma = \texttt{noise\_std} = 1$ instead.
+#
+# The three scores of section 3.3.3 are $e(x)$, $\tilde e(x)$ and their mean
+# $\bar e(x) = \tfrac{1}{2}\big(e(x) + \tilde e(x)\big)$, each min-max scaled with the held-out
+# normals $V$: $s(x) = \big(e(x) - \min_V e\big) / \big(\max_V e - \min_V e\big)$.
 
 # %%
 print(inspect.getsource(alps.ALPS.training_step))
@@ -199,7 +223,7 @@ comparison = pd.DataFrame([r for s in seeds for r in auroc_rows(runs[s], splits[
 print(f"MNIST, normal digit {NORMAL_CLASS}: {split.info['n_train']} training normals, "
       f"{split.info['n_val']} validation normals, {split.info['n_test']} test images "
       f"({split.info['n_test_anomalies']} anomalies)")
-comparison.round(2)
+plots.table(comparison.round(2))  # "-": the vanilla autoencoder has no perturbed score
 
 # %% [markdown]
 # ## Step 4: training curves of both players
@@ -355,7 +379,7 @@ if fashion_train is not None:
     fsplit = one_class("fashion_mnist", FASHION_CLASS, seed=seeds[0], max_train=max_train,
                        max_test=max_test, train_set=fashion_train, test_set=fashion_test)
     fmodels = fit_models(fsplit, seeds[0])
-    display(pd.DataFrame(auroc_rows(fmodels, fsplit, seeds[0])).round(2))
+    display(plots.table(pd.DataFrame(auroc_rows(fmodels, fsplit, seeds[0])).round(2)))
     show_reconstructions(fmodels["ALPS"], fsplit,
                          f"ALPS, Fashion-MNIST {fashion_train.classes[FASHION_CLASS]}")
 

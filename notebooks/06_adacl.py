@@ -123,11 +123,25 @@ print(f"parameters: {sum(p.numel() for p in net.parameters()):,} (grey), "
 print(inspect.getsource(adacl.ADACL.training_batch))
 
 # %% [markdown]
-# Every batch of normal images is doubled with one made anomaly per image, so the two kinds are
-# equal in number (section 4.4.1). Training uses Adam with a cyclic learning rate and a fixed
-# epoch budget; the epoch kept is the one with the best AUROC on a validation set of 150
-# held-out normal images and one made anomaly of each -- no real anomaly is ever seen before
-# the test.
+# Every batch of normal images $x_1, \dots, x_B$ is doubled with one made anomaly per image,
+# $\tilde x_j = a_j(x_j)$ with the augmentation $a_j$ drawn uniformly from the five, so the two
+# kinds are equal in number (section 4.4.1). With labels drawn afresh at every step
+# (section 4.3.3),
+#
+# $$y_j \sim U[0, X_L], \qquad \tilde y_j \sim U[X_H, 1], \qquad X_L = 0.3, \quad X_H = 0.7,$$
+#
+# the regressor's raw output $f(x)$ minimises the mean squared error (section 4.3.2)
+#
+# $$\mathcal{L} = \frac{1}{2B}\sum_{j=1}^{B}\Big[\big(f(x_j) - y_j\big)^2
+#   + \big(f(\tilde x_j) - \tilde y_j\big)^2\Big],$$
+#
+# and the anomaly score is the output clipped to the unit interval,
+# $s(x) = \min\big(\max(f(x), 0), 1\big)$. The thesis clips the output in training too; we
+# regress the raw output (revision 3), since a clipped output passes no gradient past 0 or 1.
+#
+# Training uses Adam with a cyclic learning rate and a fixed epoch budget; the epoch kept is
+# the one with the best AUROC on a validation set of 150 held-out normal images and one made
+# anomaly of each -- no real anomaly is ever seen before the test.
 #
 # ## Step 4: train on one class
 #
@@ -544,7 +558,7 @@ def ablate(variants: dict) -> pd.DataFrame:
 
 # %%
 loss_runs = ablate({"MSE": {}, "BCE": {"loss": "bce"}})
-loss_runs.groupby("variant")["test AUROC"].describe()[["count", "mean", "std"]]
+plots.table(loss_runs.groupby("variant")["test AUROC"].describe()[["count", "mean", "std"]])
 
 # %% [markdown]
 # ### Continuous versus discrete labels (Figs 4.8 and 4.9)
@@ -562,7 +576,7 @@ for _, row in label_runs.iterrows():
 ax.set(title="Validation AUROC per epoch by labelling", xlabel="epoch", ylabel="validation AUROC")
 ax.legend(fontsize="small")
 plt.show()
-label_runs.groupby("variant")["test AUROC"].describe()[["count", "mean", "std"]]
+plots.table(label_runs.groupby("variant")["test AUROC"].describe()[["count", "mean", "std"]])
 
 # %% [markdown]
 # ### Each augmentation alone versus all (Fig 4.10)
@@ -588,7 +602,7 @@ interval_variants = {"[0, 0.1] - [0.9, 1]": {"normal_interval": (0, 0.1), "anoma
 interval_runs = ablate(interval_variants)
 table = interval_runs.groupby("variant", sort=False)["test AUROC"].agg(["mean", "var"])
 table["thesis mean (all classes)"] = [THESIS_TABLE_4_4[k][0] for k in table.index]
-table.round(3)
+plots.table(table.round(3))  # "-": no variance from a single seed
 
 # %% [markdown]
 # ### Full ablation results
@@ -612,7 +626,7 @@ if ablation_path.exists() and stored:
                            columns=abl.columns)
     runs = set(zip(abl["normal_class"], abl["seed"]))
     same_runs = default[[pair in runs for pair in zip(default["normal_class"], default["seed"])]]
-    display(per_class_table(pd.concat([same_runs, abl]), by="variant"))
+    display(plots.table(per_class_table(pd.concat([same_runs, abl]), by="variant")))
 else:
     print("No full ablation results committed yet: the quick runs above are all we show.")
 

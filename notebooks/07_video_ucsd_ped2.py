@@ -319,10 +319,10 @@ if len(full):
         "EER, all patches (%)": 100 * agg["eer_all"]})
     ours_table.index = [f"{m} (ours, {n} seed{'s' if n > 1 else ''})"
                         for m, n in agg["runs"].items()]
-    display(video_table(ours_table).round(2))
+    display(plots.table(video_table(ours_table).round(2)))
     display(agg.round(1))
 else:
-    display(video_table())
+    display(plots.table(video_table()))
     print("our rows appear once results/<method>_ucsd_ped2.jsonl are committed")
 
 # %% [markdown]
@@ -521,14 +521,14 @@ if len(full):
         "paper AUROC (%)": [np.nan if a is None else a for a, _ in paper],
         "paper EER (%)": [np.nan if e is None else e for _, e in paper],
         "commit": full["commit"].str[:7] if "commit" in full else "?"})
-    display(levels_table.set_index(["method", "variant", "seed"]).round(2))
+    display(plots.table(levels_table.set_index(["method", "variant", "seed"]).round(2)))
     old = levels_table[[r is None for r in stored]]
     if len(old):
         print(f"{len(old)} of {len(levels_table)} committed rows predate the patch level "
               f"(written at commit {', '.join(sorted(set(old['commit'])))}): "
               + ", ".join(f"{m} seed {s}" for m, s in zip(old["method"], old["seed"])))
 else:
-    display(video_table())
+    display(plots.table(video_table()))
     print("our rows appear once results/<method>_ucsd_ped2.jsonl are committed")
 
 # %% [markdown]

@@ -82,7 +82,7 @@ for dataset in DATASETS:
         continue
     tables[dataset] = table
     print(f"{dataset}: AUROC (%) per normal class")
-    display(table)
+    display(plots.table(table))  # "-": a class an entry was not run on, a single seed's spread
 
 # %% [markdown]
 # ## Step 3: ours beside the papers
@@ -141,7 +141,7 @@ cost = lb.cost_table(rows)
 if cost.empty:
     print("no cost run is committed yet: python -m adlib cost --dataset mnist --class 0")
 else:
-    display(cost)
+    display(plots.table(cost))  # "-": no trainable parameters, no GPU
     if "mnist" in tables:
         both = cost.join(tables["mnist"][["mean"]], how="inner")
         fig, ax = plt.subplots(figsize=(6.5, 4))
@@ -194,7 +194,7 @@ if len(video):
     ours = pd.DataFrame({"AUROC (%)": 100 * agg["auroc"], "EER (%)": 100 * agg["eer"]})
     ours.index = [f"{m} (ours, {n} seed{'s' if n > 1 else ''})" for m, n in agg["runs"].items()]
     papers_rows = ["ALPS (thesis)", "ADACL (thesis)", "G2D (paper)"]
-    display(video_table(ours).loc[papers_rows + list(ours.index)].round(2))
+    display(plots.table(video_table(ours).loc[papers_rows + list(ours.index)].round(2)))
 else:
     print("no committed UCSD Ped2 runs yet")
 

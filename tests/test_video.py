@@ -529,6 +529,7 @@ def test_video_table_puts_our_rows_under_the_papers():
     assert table.loc["adacl (ours)", "source"] == "ours (measured)"
     assert table.loc["ADACL (thesis)", "AUROC (%)"] == 98.4
     assert table.loc["G2D (paper)", "EER (%)"] == 11
+    assert table["AUROC (%)"].dtype == float  # unreported numbers are NaN, not None
 
 
 # ----------------------------------------------------------------- IWAD's video transfer
