@@ -238,7 +238,7 @@ else:
         "val_irec at kept epoch": [h[b].get("val_irec", np.nan)
                                    for h, b in zip(dev["history"], dev["best_epoch"])]})
     print("development split (training images only), seed 0")
-    display(table.sort_values(["dataset", "composition", "k", "epochs"]).round(1))
+    display(plots.table(table.sort_values(["dataset", "composition", "k", "epochs"]).round(1)))
     fig, axes = plt.subplots(1, 2, figsize=(12, 3.6))
     for ax, dataset in zip(axes, ["mnist", "cifar10"]):
         runs = dev[dev["dataset"] == dataset]
@@ -348,7 +348,7 @@ for dataset in ["mnist", "cifar10"]:
         print(f"{dataset}: no full OCLR runs are committed yet")
         continue
     print(f"{dataset}: one-class AUROC (%) per normal class, beside the book's other methods")
-    display(per_class_table(rows).round(2))
+    display(plots.table(per_class_table(rows).round(2)))
     ours = oclr_rows[oclr_rows["dataset"] == dataset]
     shared = set.intersection(*[set(g["normal_class"]) for _, g in ours.groupby("variant")])
     by_variant = (ours[ours["normal_class"].isin(shared)].groupby("variant")["auroc"].mean()

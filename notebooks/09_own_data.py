@@ -39,6 +39,7 @@ SEED = 0
 GALLERY = 6              # highest-scoring test images shown with their maps and masks
 
 # %%
+import io
 import subprocess
 import sys
 import time
@@ -241,5 +242,22 @@ if HAVE_DATA:
 #
 # 1. Lay the same frames out as `normal/` + `abnormal/` + `masks/` and fit again. Which images
 #    end up in the test split?
-# 2. Score a single frame of your choice with `python -m adlib score MODEL FRAME.png`. What
-#    does the model say about a frame of another size when it was fitted without `--size`?
+# 2. Score a single frame of your choice with `python -m adlib score MODEL FRAME.png`. Does it
+#    get the score the folder's CSV gave it? What would a model fitted without `--size` say
+#    about a frame of another size?
+
+# %% [markdown] tags=["solution"]
+# ### Solution to exercise 2
+#
+# A model carries its preprocessing, so one frame scored alone gets the score it got among the
+# others (batch norm runs in evaluation mode). A model fitted without `--size` keeps the
+# training images' shape and refuses another one, naming the file and the fix (`--size`).
+
+# %% tags=["solution"]
+if HAVE_DATA:
+    row = tables["conv_ae"].iloc[0]
+    alone = subprocess.run([sys.executable, "-m", "adlib", "score", str(work / "conv_ae.pt"),
+                            row["path"], "--quiet"], capture_output=True, text=True, check=True)
+    again = pd.read_csv(io.StringIO(alone.stdout))
+    print(f"{Path(row['path']).name}: {row['score']:.6g} in the folder, "
+          f"{again['score'].iloc[0]:.6g} alone")
