@@ -10,7 +10,6 @@ an anomaly map written as a PNG beside the CSV.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
+from .data import _atomic_write_text
 from .detectors import BaseDeepDetector
 from .folders import image_files, read_image
 from .protocols import Preprocess, one_class
@@ -144,9 +144,5 @@ def score_files(model, inputs, csv=None, batch_size: int = 64,
             rows.append(row)
     table = pd.DataFrame(rows)
     if csv is not None:
-        csv = Path(csv)
-        csv.parent.mkdir(parents=True, exist_ok=True)
-        tmp = csv.with_name(f".{csv.name}.{os.getpid()}.tmp")
-        table.to_csv(tmp, index=False)
-        os.replace(tmp, csv)
+        _atomic_write_text(Path(csv), table.to_csv(index=False))
     return table

@@ -32,7 +32,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import __version__
-from .data import DATASETS, DataError, load_dataset
+from .data import DATASETS, DataError, _is_folder_name, load_dataset
 from .grid import BACKENDS, run_jobs
 from .leaderboard import ENTRIES, entry_rows, installed
 from .metrics import evaluate, f1_at_threshold
@@ -287,8 +287,8 @@ def run_grid(method: str, dataset: str, classes="all", seeds=(0,), *, quick: boo
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    folder = dataset not in DATASETS and dataset not in VIDEO_DATASETS
-    if folder and not Path(dataset).expanduser().is_dir():
+    folder = _is_folder_name(dataset) and dataset not in VIDEO_DATASETS
+    if dataset not in DATASETS and dataset not in VIDEO_DATASETS and not folder:
         raise DataError(f"unknown dataset {dataset!r}; image datasets: {', '.join(DATASETS)}; "
                         f"video datasets: {', '.join(VIDEO_DATASETS)}; or the path of a "
                         "folder of your own images (see adlib.folders)")
@@ -382,7 +382,7 @@ def _prepare(method: str, dataset: str, params, quick: bool, out):
         raise ValueError("give seeds with seeds=[...] (--seeds), not as a detector parameter")
     if "num_epochs" in cls._param_names() and "num_epochs" not in params:
         params["num_epochs"] = cls.epochs_for(dataset, quick)
-    name = dataset if dataset in DATASETS or dataset in VIDEO_DATASETS else Path(dataset).name
+    name = Path(dataset).name if _is_folder_name(dataset) else dataset
     return cls, params, Path(out or REPO / "results" / f"{cls.name}_{name}.jsonl")
 
 

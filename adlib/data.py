@@ -381,21 +381,27 @@ def _atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _cached(key: str, decode):
-    """Return the decoded ``(images, labels)`` for ``key`` from the cache, decoding on a miss."""
-    path = cache_dir() / "decoded" / f"{key}.pt"
+def _cached_object(path: Path, decode) -> dict:
+    """The dict of tensors stored at ``path``, or ``decode()``'s, written there atomically on a
+    miss (a truncated file is decoded again)."""
     if path.exists():
         try:
-            obj = torch.load(path, weights_only=True)
-            return obj["images"], obj["labels"]
+            return torch.load(path, weights_only=True)
         except Exception:  # a truncated cache file: decode again
             path.unlink(missing_ok=True)
-    images, labels = decode()
+    obj = decode()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save({"images": images, "labels": labels}, tmp)
+    torch.save(obj, tmp)
     os.replace(tmp, path)
-    return images, labels
+    return obj
+
+
+def _cached(key: str, decode):
+    """Return the decoded ``(images, labels)`` for ``key`` from the cache, decoding on a miss."""
+    obj = _cached_object(cache_dir() / "decoded" / f"{key}.pt",
+                         lambda: dict(zip(("images", "labels"), decode())))
+    return obj["images"], obj["labels"]
 
 
 def _check_split(split: str) -> None:

@@ -71,7 +71,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import DataError, ImageSet, _stat_signature, cache_dir
+from .data import DataError, ImageSet, _cached_object, _stat_signature, cache_dir
 
 __all__ = ["load_folder", "folder_layout", "decode_image", "read_image", "image_files",
            "IMAGE_EXTENSIONS",
@@ -442,21 +442,6 @@ def _cache_key(scan: _Scan, split: str, size: int | None) -> str:
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
 
 
-def _cached_decode(path: Path, decode) -> dict:
-    """The decoded split stored at ``path``, decoding (and writing it atomically) on a miss."""
-    if path.exists():
-        try:
-            return torch.load(path, weights_only=True)
-        except Exception:  # a truncated cache file: decode again
-            path.unlink(missing_ok=True)
-    obj = decode()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-    return obj
-
-
 # --------------------------------------------------------------------------- loader
 
 def load_folder(path: str | os.PathLike, split: str = "train", *,
@@ -495,7 +480,7 @@ def load_folder(path: str | os.PathLike, split: str = "train", *,
     key = _cache_key(scan, split, size)
     name = re.sub(r"[^A-Za-z0-9_.-]", "_", folder.name)[:40]
     cached = cache_dir() / "decoded" / f"folder-{name}-{split}-{size or 'native'}-{key[:20]}.pt"
-    obj = _cached_decode(cached, lambda: _decode_split(scan, split, size))
+    obj = _cached_object(cached, lambda: _decode_split(scan, split, size))
     entries = scan.splits[split]
     images = obj["images"]
     info = {"layout": layout, "folder": str(folder), "size": size, "channels": images.shape[1],

@@ -308,9 +308,10 @@ class ADNL(BaseDeepDetector):
         unsupervised AAE's epoch. ``None`` under negative learning, which keeps the last epoch:
         there the normals' error is one side of the objective only (eq. 1; it rises as the
         negative steps bite), and the paper trains a fixed budget."""
+        self._val_scores = self._scores_of(X_val)  # on_epoch_end logs them too
         if self.anomalies_ is not None:
             return None
-        return float(self._scores_of(X_val).mean())
+        return float(self._val_scores.mean())
 
     def on_epoch_end(self, epoch):
         """Log the epoch's mean negative loss and count of negative steps, the held-out normals'
@@ -322,7 +323,9 @@ class ADNL(BaseDeepDetector):
             self._negative_losses = []
         self.network_.eval()
         with torch.no_grad():
-            normal = self._scores_of(self._val_normals)
+            normal = (self._val_scores if self._val_scores is not None
+                      else self._scores_of(self._val_normals))
+            self._val_scores = None
             anomalous = (self._scores_of(self.val_anomalies_)
                          if self.val_anomalies_ is not None else None)
         self.history_[-1]["val_mse"] = float(normal.mean())
@@ -334,4 +337,4 @@ class ADNL(BaseDeepDetector):
         """Keep the validation normals for the per-epoch AUROC of ``on_epoch_end``; reset the
         schedule of negative steps."""
         self._val_normals = X_val if X_val is not None else X_train[:512]
-        self._epoch, self._negative_losses = None, []
+        self._epoch, self._negative_losses, self._val_scores = None, [], None
