@@ -35,7 +35,7 @@ from . import __version__
 from .data import DATASETS, DataError, _is_folder_name, load_dataset
 from .grid import BACKENDS, run_jobs
 from .leaderboard import ENTRIES, entry_rows, installed
-from .metrics import evaluate, f1_at_threshold
+from .metrics import best_f1, evaluate, f1_at_threshold
 from .papers import IWAD_RATES
 from .protocols import (SELECTIONS, anomaly_class, development_split, one_class,
                         outlier_ratio_indices, paper_selection, Preprocess, resolve_classes,
@@ -157,18 +157,15 @@ def run_one(method: str, split, seed: int, params: dict, quick: bool, verbose: b
     score_s = time.perf_counter() - started
     out = {**evaluate(split.y_test, scores), "fit_s": round(detector.fit_seconds_, 3),
            "score_s": round(score_s, 3), **_training_record(detector)}
-    out["f1"] = f1_at_threshold(split.y_test, scores, detector.threshold_)
+    out.update(f1_scores(split.y_test, scores, detector.threshold_))
     if outlier_ratios:
         out["by_outlier_ratio"] = {}
         for ratio in outlier_ratios:
             idx = outlier_ratio_indices(split.y_test, ratio, seed)
             out["by_outlier_ratio"][str(ratio)] = {
                 **evaluate(split.y_test[idx], scores[idx]),
-                "f1": f1_at_threshold(split.y_test[idx], scores[idx], detector.threshold_),
+                **f1_scores(split.y_test[idx], scores[idx], detector.threshold_),
                 "n_test": int(len(idx))}
-    if hasattr(detector, "gan_history_"):  # G2D: the GAN's loss curve and the chosen epochs
-        out["gan_history"] = detector.gan_history_
-        out["generator_selection"] = detector.selection_
     if all_scores is not None:  # methods with several scores report each of them
         out["all_scores"] = {name: evaluate(split.y_test, values)
                              for name, values in all_scores.items()}

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from adlib.metrics import (auroc, average_precision, equal_error_rate, evaluate, pixel_auroc,
-                           f1_at_threshold, roc_curve)
+                           f1_at_threshold, roc_curve, best_f1)
 
 
 def test_auroc_perfect_inverted_tied():
@@ -52,6 +52,49 @@ def test_f1_at_threshold():
     assert f1_at_threshold(y, s, 0.4) == pytest.approx(2 * 3 / (2 * 3 + 1))
     # nothing called anomalous: F1 = 0 without a warning-turned-error
     assert f1_at_threshold(y, s, 2.0) == 0.0
+
+
+def test_f1_normal_positive_hand_checked():
+    y = [0, 0, 1, 1, 1]
+    s = [0.1, 0.6, 0.4, 0.7, 0.9]
+    # threshold 0.5, normal positive: predicted normal {0.1, 0.4}: tp 1 (0.1), fp 1 (0.4),
+    # fn 1 (0.6) -> F1 = 2 / (2 + 1 + 1) = 1/2
+    assert f1_at_threshold(y, s, 0.5, positive="normal") == pytest.approx(0.5)
+    # every image called normal: precision 2/5, recall 1 -> F1 = 2 * 2 / (2 * 2 + 3) = 4/7
+    assert f1_at_threshold(y, s, 2.0, positive="normal") == pytest.approx(4 / 7)
+
+
+@pytest.mark.parametrize("share", [0.1, 0.2, 0.3, 0.4, 0.5])
+def test_f1_normal_positive_of_calling_everything_normal(share):
+    # the lineage's F1 of a detector that flags nothing: 2 (1 - r) / (2 - r), 0.947 .. 0.667
+    n_anom = int(round(100 * share))
+    y = np.r_[np.zeros(100 - n_anom), np.ones(n_anom)]
+    got = f1_at_threshold(y, np.zeros(100), 1.0, positive="normal")
+    assert got == pytest.approx(2 * (1 - share) / (2 - share))
+    assert f1_at_threshold(y, np.zeros(100), 1.0) == 0.0  # our F1: no anomaly found
+
+
+def test_f1_unknown_positive_class_is_refused():
+    with pytest.raises(ValueError, match="positive="):
+        f1_at_threshold([0, 1], [0.1, 0.9], 0.5, positive="inlier")
+    with pytest.raises(ValueError, match="positive="):
+        best_f1([0, 1], [0.1, 0.9], positive="outlier")
+
+
+def test_best_f1_hand_checked_and_against_every_threshold():
+    y, s = [0, 0, 1, 1, 1], [0.1, 0.6, 0.4, 0.7, 0.9]
+    # anomaly positive: cut at 0.4 flags {0.4, 0.6, 0.7, 0.9}: tp 3, fp 1 -> 6/7
+    assert best_f1(y, s) == pytest.approx(6 / 7)
+    # normal positive: cut at 0.4 calls {0.1} normal: 2/3; at 0.7 {0.1, 0.4, 0.6}: 2*2/(3+2) = 4/5
+    assert best_f1(y, s, positive="normal") == pytest.approx(4 / 5)
+    rng = np.random.default_rng(0)
+    for _ in range(50):  # ties included: scores on a coarse grid
+        yy = np.r_[0, 1, rng.integers(0, 2, 20)]
+        ss = rng.integers(0, 5, len(yy)).astype(float)
+        for positive in ("anomaly", "normal"):
+            brute = max(f1_at_threshold(yy, ss, c, positive)
+                        for c in [*np.unique(ss), np.inf])
+            assert best_f1(yy, ss, positive) == pytest.approx(brute)
 
 
 def test_equal_error_rate_perfect_separation():

@@ -249,6 +249,10 @@ def test_run_grid_outlier_ratios_and_dev_split(bench_mnist, tmp_path, monkeypatc
     assert row["by_outlier_ratio"]["0.2"]["n_test"] == 5
     assert row["by_outlier_ratio"]["0.43"]["n_test"] == 7
     assert 0 <= row["f1"] <= 1 and "f1" in row["by_outlier_ratio"]["0.2"]
+    # every F1 names its positive class; the best over thresholds bounds the one at the threshold
+    for f1s in (row, row["by_outlier_ratio"]["0.2"], row["by_outlier_ratio"]["0.43"]):
+        assert 0 <= f1s["f1"] <= f1s["best_f1"] <= 1
+        assert 0 <= f1s["f1_normal"] <= f1s["best_f1_normal"] <= 1
     # the development split evaluates on training images only, under its own variant
     run_grid("isolation_forest", "mnist", [0], (0,), dev=True, **kwargs)
     dev = read_rows(out)[1]
