@@ -175,6 +175,17 @@ def run_one(method: str, split, seed: int, params: dict, quick: bool, verbose: b
     return out
 
 
+def f1_scores(y_true, scores, threshold: float) -> dict:
+    """The F1s of a results row, each naming its positive class: ``f1`` (anomaly positive, at
+    the detector's own threshold), ``f1_normal`` (normal positive, the ALOCC / GPND / G2D
+    lineage's F1, same threshold), and the best over all thresholds of each, ``best_f1`` and
+    ``best_f1_normal`` (oracles that read the test labels: shown beside, never selecting)."""
+    return {"f1": f1_at_threshold(y_true, scores, threshold),
+            "f1_normal": f1_at_threshold(y_true, scores, threshold, positive="normal"),
+            "best_f1": best_f1(y_true, scores),
+            "best_f1_normal": best_f1(y_true, scores, positive="normal")}
+
+
 def _built(method: str, seed: int, params: dict, quick: bool, verbose: bool):
     """``method`` built with ``seed`` and ``params``, its ``quick`` and ``verbose`` set where it
     has them."""
@@ -229,6 +240,9 @@ def _training_record(detector) -> dict:
         out["threshold_source"] = detector.threshold_source_
     if hasattr(detector, "history_"):
         out["history"] = detector.history_
+    if hasattr(detector, "gan_history_"):  # G2D: the GAN's loss curve and the chosen snapshots
+        out["gan_history"] = detector.gan_history_
+        out["generator_selection"] = detector.selection_
     return out
 
 

@@ -22,9 +22,11 @@ from conftest import real_data_root
 
 NAMES = adlib.available_detectors()
 
-#: the smallest budgets: one epoch (quick mode), CPU, quiet; G2D's WGAN needs h + 1 = 6 epochs
+#: the smallest budgets: one epoch (quick mode), CPU, quiet; G2D's WGAN: 12 generator
+#: iterations at width 8 (two snapshots with an iteration h = 5 after them)
 SMALL = {"num_epochs": 1, "quick": True, "batch_size": 64, "verbose": False, "device": "cpu",
-         "n_estimators": 100, "gan_epochs": 6, "quick_gan_epochs": 6, "pretrain_epochs": 0}
+         "n_estimators": 100, "gan_iterations": 12, "quick_gan_iterations": 12,
+         "snapshot_every": 2, "gan_width": 8, "pretrain_epochs": 0}
 #: the image side each detector is fitted at in the shape tests (OCLR's networks need 8 | side)
 SIDE = {"oclr": 32}
 
