@@ -95,8 +95,10 @@ plt.show()
 # * **average precision** (AP): the area under the precision-recall curve of the anomaly class;
 # * **EER**: the error rate where false positives and false negatives are equally frequent.
 #
-# F1 needs a threshold, which is a separate decision (`adlib.metrics.f1_at_threshold`). A
-# hand-checkable case: four images, two anomalies. Of the four (anomaly, normal) pairs, three are
+# F1 needs a threshold, which is a separate decision (`adlib.metrics.f1_at_threshold`), and a
+# positive class: the book counts anomalies (`positive="anomaly"`), while the one-class
+# lineage of ALOCC, GPND and G2D counts the normal class (`positive="normal"`; chapter 03).
+# Every F1 in the book names which. A hand-checkable case: four images, two anomalies. Of the four (anomaly, normal) pairs, three are
 # ordered correctly, so the AUROC is 3/4.
 
 # %%
@@ -104,7 +106,9 @@ y_toy, s_toy = np.array([0, 0, 1, 1]), np.array([0.1, 0.4, 0.35, 0.8])
 pd.Series({"AUROC": metrics.auroc(y_toy, s_toy),
            "average precision": metrics.average_precision(y_toy, s_toy),
            "EER": metrics.equal_error_rate(y_toy, s_toy),
-           "F1 at threshold 0.3": metrics.f1_at_threshold(y_toy, s_toy, 0.3)}).to_frame("toy")
+           "F1 at threshold 0.3, anomaly positive": metrics.f1_at_threshold(y_toy, s_toy, 0.3),
+           "F1 at threshold 0.3, normal positive": metrics.f1_at_threshold(
+               y_toy, s_toy, 0.3, positive="normal")}).to_frame("toy")
 
 # %% [markdown]
 # ## The baselines
@@ -239,7 +243,8 @@ ax.plot(cuts, f1_curve, color="k", lw=1, label="F1 at each threshold (needs the 
 ax.axvline(ae.threshold_, color="tab:green", ls="--", label="threshold_ (held-out normals)")
 ax.axvline(cuts[best], color="tab:red", ls=":", label="best F1 on the test set")
 ax.set(title="Convolutional autoencoder: F1 of the anomaly class against the threshold",
-       xlabel="threshold on the reconstruction MSE (log scale)", ylabel="F1", xscale="log")
+       xlabel="threshold on the reconstruction MSE (log scale)", ylabel="F1 (anomaly positive)",
+       xscale="log")
 ax.legend(fontsize="small")
 plt.show()
 print(f"F1 at threshold_ = {ae.threshold_:.4f} (90% quantile of the held-out normals' scores): "
