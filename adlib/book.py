@@ -171,12 +171,18 @@ const probe = (typeset) => {
                  source: m.textContent.slice(0, 60)})),
         text: text.join(' ')});
 };
-const startup = window.MathJax && window.MathJax.startup;
-if (startup && startup.promise) {
-  startup.promise.then(() => probe('done'), (err) => probe('failed: ' + err));
-} else {
-  probe(window.MathJax ? 'not loaded' : 'absent');
-}
+// the page's body can still be missing when the driver hands over (seen once with Chromium
+// 150): wait for a loaded document before reading it
+const whenLoaded = (then) => document.body && document.readyState === 'complete'
+  ? then() : setTimeout(() => whenLoaded(then), 50);
+whenLoaded(() => {
+  const startup = window.MathJax && window.MathJax.startup;
+  if (startup && startup.promise) {
+    startup.promise.then(() => probe('done'), (err) => probe('failed: ' + err));
+  } else {
+    probe(window.MathJax ? 'not loaded' : 'absent');
+  }
+});
 """
 
 #: TeX delimiters that must not survive on a rendered page: math MathJax did not typeset.
