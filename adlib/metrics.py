@@ -65,11 +65,15 @@ def average_precision(y_true, scores) -> float:
 POSITIVE_CLASSES = ("anomaly", "normal")
 
 
-def _positive_labels(y_true, positive: str) -> np.ndarray:
-    """1 for the samples of the ``positive`` class."""
+def _check_positive(positive: str) -> None:
     if positive not in POSITIVE_CLASSES:
         raise ValueError(f"positive={positive!r}: use 'anomaly' (our F1) or 'normal' (the "
                          "ALOCC / GPND / G2D lineage's F1)")
+
+
+def _positive_labels(y_true, positive: str) -> np.ndarray:
+    """1 for the samples of the ``positive`` class."""
+    _check_positive(positive)
     y = np.asarray(y_true).astype(int).ravel()
     return y if positive == "anomaly" else 1 - y
 
@@ -101,6 +105,7 @@ def best_f1(y_true, scores, positive: str = "anomaly") -> float:
     Thresholds run over every distinct score, plus "call everything normal" and "call
     everything anomalous"; ``positive`` as in :func:`f1_at_threshold`.
     """
+    _check_positive(positive)
     y_true, scores = _check(y_true, scores)
     cuts = np.r_[np.unique(scores), np.inf]
     order = np.argsort(scores)
@@ -113,7 +118,6 @@ def best_f1(y_true, scores, positive: str = "anomaly") -> float:
     if positive == "anomaly":
         tp, pred, pos = anom_flagged, flagged, n_anom
     else:
-        _positive_labels(y, positive)  # validates the name
         tp, pred, pos = start - (n_anom - anom_flagged), start, n - n_anom
     f1 = np.where(pred + pos > 0, 2 * tp / np.maximum(pred + pos, 1), 0.0)
     return float(f1.max())
