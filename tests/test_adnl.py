@@ -7,7 +7,8 @@ import torch
 from helpers import ramp_images
 
 from adlib.data import DataError
-from adlib.methods.adnl import ADNL, AAE, negative_loss, negative_steps_due
+from adlib.methods.adnl import (ADNL, AAE, BATCH_STATS, negative_loss,
+                                negative_steps_due)
 from adlib.protocols import anomaly_class
 from conftest import decode_index, encoded_image_set
 
@@ -39,12 +40,14 @@ def tiny(**kwargs):
     return ADNL(**params)
 
 
-def test_negative_learning_raises_the_error_of_the_labelled_kind():
+@pytest.mark.parametrize("batch_stats", BATCH_STATS)
+def test_negative_learning_raises_the_error_of_the_labelled_kind(batch_stats):
     normals = ramp_images(64, side=16) * 2 - 1
     anomalies = torch.flip(normals, dims=[2])  # upside-down ramps
     plain = tiny().fit(normals[:48], normals[48:])
-    negative = tiny().fit(normals[:48], normals[48:], X_anomalies=anomalies[:16],
-                          X_val_anomalies=anomalies[16:32])
+    negative = tiny(batch_stats=batch_stats).fit(normals[:48], normals[48:],
+                                                 X_anomalies=anomalies[:16],
+                                                 X_val_anomalies=anomalies[16:32])
     assert "negative" in negative.history_[0] and "negative" not in plain.history_[0]
     assert negative.best_epoch_ == 2 and "val_metric" not in negative.history_[0]  # the last
     assert "val_metric" in plain.history_[0] and "val_mse" in negative.history_[0]
@@ -66,24 +69,48 @@ def test_negative_steps_interleave_in_proportion():
         negative_steps_due(5, 1, 4)
 
 
-@pytest.mark.parametrize("n_anomalies, steps", [(40, 3), (16, 1), (3, 1)])
-def test_each_labelled_anomaly_once_an_epoch(n_anomalies, steps):
+@pytest.mark.parametrize("n_anomalies, steps, joint_steps", [(40, 3, 4), (16, 1, 4), (3, 1, 3)])
+def test_each_labelled_anomaly_once_an_epoch(n_anomalies, steps, joint_steps):
     normals = ramp_images(64, side=16) * 2 - 1  # 4 normal batches of 16
-    det = tiny(num_epochs=2).fit(normals, X_anomalies=-normals[:n_anomalies])
-    assert [row["negative_steps"] for row in det.history_] == [steps, steps]
+    for batch_stats, expected in [("running", steps), ("joint", joint_steps)]:
+        det = tiny(num_epochs=2, batch_stats=batch_stats).fit(
+            normals, X_anomalies=-normals[:n_anomalies])
+        assert [row["negative_steps"] for row in det.history_] == [expected, expected]
+        assert [row["negative_images"] for row in det.history_] == [n_anomalies] * 2
 
 
-@pytest.mark.parametrize("batch_stats", [False, True])
+def test_joint_step_weighs_each_anomaly_as_a_separate_negative_step():
+    """The joint loss is the positive MSE plus each anomaly's negative loss over the size of
+    Algorithm 1's anomaly batches (min(batch, labelled)): 10 of 40 anomalies, batch 16."""
+    normals = ramp_images(64, side=16) * 2 - 1
+    det = tiny(num_epochs=1).fit(normals, X_anomalies=-normals[:40])
+    det._epoch, det._step = 0, 1
+    det._queue = [torch.arange(10)]
+    seen = {}
+    det.optimizer_step = lambda opt, loss, epoch, what: seen.setdefault("loss", loss.item())
+    det.network_.train()
+    out = det._joint_step(normals[:16], epoch=0)
+    with torch.no_grad():
+        recon = det.network_(torch.cat([normals[:16], det.anomalies_[:10]]))
+    y = det.anomalies_[:10]
+    expected = (torch.nn.functional.mse_loss(recon[:16], normals[:16])
+                - 10 / 16 * (recon[16:] - y).pow(2).mean())
+    assert seen["loss"] == pytest.approx(expected.item(), rel=1e-5)
+    assert out["positive"] == pytest.approx(
+        torch.nn.functional.mse_loss(recon[:16], normals[:16]).item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("batch_stats", ["running", "anomaly"])
 def test_negative_step_batch_norm_statistics(batch_stats):
     normals = ramp_images(32, side=16) * 2 - 1
-    det = tiny(num_epochs=1, negative_batch_stats=batch_stats).fit(
+    det = tiny(num_epochs=1, batch_stats=batch_stats).fit(
         normals, X_anomalies=-normals[:8])
     det.network_.train()
     buffers = {k: v.clone() for k, v in det.network_.state_dict().items() if "running" in k}
     det._negative_step(-normals[8:16], epoch=0)
     after = det.network_.state_dict()
     changed = any(not torch.equal(v, after[k]) for k, v in buffers.items())
-    assert changed == batch_stats  # the default leaves the normals' statistics alone
+    assert changed == (batch_stats == "anomaly")  # "running" leaves the normals' alone
     assert det.network_.training  # back in training mode for the next positive step
 
 
@@ -96,6 +123,8 @@ def test_scaled_loss_and_weight_train_and_bad_options_raise():
         tiny(negative="odd").fit(normals)
     with pytest.raises(ValueError, match="anomaly_weight"):
         tiny(anomaly_weight=-1).fit(normals)
+    with pytest.raises(ValueError, match="batch_stats='own'"):
+        tiny(batch_stats="own").fit(normals)
 
 
 def test_same_seed_same_scores():
