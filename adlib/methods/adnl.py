@@ -54,7 +54,9 @@ Choices the paper leaves open, and what we chose (named in the notebook too):
     0.16-0.92 (0.05 without negative learning) and the development AUROC ends at 82.4
     (digit 9), 89.6 (4), 91.2 (3), 96.8 (7);
 * the budget is chosen on the development split (``bench --dev``: a fifth of the anomaly
-  digit's training images held out of the labelled pool). Negative learning keeps the last
+  digit's training images held out of the labelled pool): 5 epochs on MNIST (revision 3:
+  digits 3, 4 and 9 level off after epoch 2; the paper's 100 do not fit on 2 CPU cores, and
+  the revision-2 rows ran 10). Negative learning keeps the last
   epoch (the paper trains a fixed budget; the held-out normals' error, logged as ``val_mse``,
   rises as the negative steps bite, so its minimum picks an early, weak epoch: 68.5 against
   96.8 at epoch 10 on digit 7's development split); the unsupervised AAE keeps the epoch with
@@ -206,7 +208,10 @@ class ADNL(BaseDeepDetector):
     """
 
     learning_type = "few_shot"
-    default_epochs = {None: 10, "mnist": 10}
+    #: MNIST: 5, chosen on the development split (every anomaly labelled, seed 0): digits 3, 4
+    #: and 9 reach 99.8 / 99.8 / 99.4 after epoch 2 and end epoch 5 at 99.9 / 99.8 / 99.5
+    #: (epoch 10: 99.9 / 99.8 / 99.7). The paper's 100 epochs did not fit on 2 CPU cores.
+    default_epochs = {None: 10, "mnist": 5}
     quick_epochs = 2
     validation_mode = "min"
     notebook = "04_adnl"
