@@ -324,6 +324,7 @@ class ADNL(BaseDeepDetector):
             self._negative_images += len(y)
         self.optimizer_step(self.optimizer_, loss, epoch, "reconstruction loss")
         return {"positive": float(positive.detach())}
+
     def _prior_steps(self, batch, epoch) -> dict:
         """The AAE's regularisation: the latent discriminator tells ``N(0, I)`` samples from
         codes, then the encoder learns to fool it."""
@@ -371,8 +372,8 @@ class ADNL(BaseDeepDetector):
         return float(self._val_scores.mean())
 
     def on_epoch_end(self, epoch):
-        """Log the epoch's mean negative loss (unweighted), its count of negative steps and of
-        anomaly images, the held-out normals'
+        """Log the epoch's mean negative loss per anomaly batch (times ``anomaly_weight``),
+        its count of negative steps and of anomaly images, the held-out normals'
         reconstruction MSE (``val_mse``) and, if held-out labelled anomalies were given, the
         validation AUROC (Fig 3)."""
         if self._negative_losses:
