@@ -340,10 +340,10 @@ if not rows.empty:
                & rows["variant"].str.match(r"^default(\+n_labelled=\d+)?$")].copy()
     few["labelled anomalies"] = few["variant"].map(labelled_count)
     order = ["0", "10", "100", "1000", "all"]
-    curve = (few.groupby(["labelled anomalies", "normal_class"])["auroc"]
+    few["AUROC (%)"] = 100 * few["auroc"]
+    curve = (few.groupby(["labelled anomalies", "normal_class"])["AUROC (%)"]
              .agg(["mean", "std", "count"]).unstack("normal_class"))
     curve = curve.reindex([o for o in order if o in curve.index])
-    curve[["mean", "std"]] *= 100
     display(plots.table(curve.round(2)))
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
     for digit in sorted(few["normal_class"].unique()):
