@@ -145,6 +145,14 @@ def test_tiny_fit_keeps_snapshots_selects_and_thresholds_at_alpha():
     assert all("val_metric" in r for r in det.history_)
 
 
+def test_alpha_none_thresholds_on_the_held_out_normals():
+    X = ramp_images(48, side=16) * 2 - 1
+    det = tiny(gan_iterations=12, alpha=None, contamination=0.25).fit(X[:40], X[40:])
+    assert det.threshold_rule == "quantile" and det.threshold_source_ == "validation"
+    assert det.threshold_ == pytest.approx(np.quantile(det.score(X[40:]), 0.75))
+    assert tiny(alpha=0.3).threshold_rule == "fixed"
+
+
 def test_the_wgan_is_reproducible_with_a_seed():
     X = ramp_images(32, side=16) * 2 - 1
     a, b = tiny(gan_iterations=9).fit(X), tiny(gan_iterations=9).fit(X)
@@ -162,6 +170,7 @@ def test_samples_per_generator_and_k_set_the_pool_size():
     ({"gan_iterations": 6, "h": 5}, "fewer than two snapshots"),
     ({"snapshot_every": 0}, "snapshot_every"),
     ({"alpha": 1.5}, "alpha"),
+    ({"alpha": 0.0}, "or be None"),
     ({"k": 0}, "k=0"),
 ])
 def test_bad_parameters_raise(params, match):

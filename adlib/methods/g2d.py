@@ -259,7 +259,10 @@ class G2D(BaseDeepDetector):
             iterations); ``regimes`` names the regimes whose generators are used (default:
             far and boundary).
         samples_per_generator: ``m``; ``None``: as many in total as training normals.
-        alpha: decision threshold on the probability of "irregular" (``predict``).
+        alpha: decision threshold on the probability of "irregular" (``predict``; the
+            paper's 0.5). ``None``: the clean alternative, the ``1 - contamination`` quantile
+            of the held-out normals' scores (no anomaly, real or generated, sets it; the rows
+            say which by their ``threshold_source``).
         momentum: D's SGD momentum (lr is ``lr``, 0.01; batch ``batch_size``, 32).
         quick_gan_iterations: the budget in quick mode.
         Other arguments: see :class:`adlib.detectors.BaseDeepDetector` (they configure D).
@@ -276,7 +279,6 @@ class G2D(BaseDeepDetector):
     validation_mode = "min"
     notebook = "03_g2d"
     preprocess = Preprocess(scale="pm1", size=32)
-    threshold_rule = "fixed"
     #: 2: the authors' WGAN-GP (32 x 32 input, DCGAN widths as a parameter, instance norm in
     #: the critic), its budget in generator iterations, the selection on their smoothed
     #: generator-loss curve (revision 1: half-width networks at the native size, 30 passes
@@ -330,8 +332,9 @@ class G2D(BaseDeepDetector):
 
     def _check_params(self) -> None:
         super()._check_params()
-        if not 0 < self.alpha < 1:
-            raise ValueError(f"alpha={self.alpha} must lie in (0, 1)")
+        if self.alpha is not None and not 0 < self.alpha < 1:
+            raise ValueError(f"alpha={self.alpha} must lie in (0, 1), or be None for a "
+                             "threshold on the held-out normals")
         if self.n_critic < 1 or self.gan_batch_size < 2:
             raise ValueError("n_critic must be >= 1 and gan_batch_size >= 2")
         if self.k is not None and self.k < 1:
@@ -345,6 +348,12 @@ class G2D(BaseDeepDetector):
                              f"{self.snapshot_every} leaves fewer than two snapshots with an "
                              f"iteration h={self.h} after them: train longer or snapshot "
                              "more often")
+
+    @property
+    def threshold_rule(self) -> str:
+        """``"fixed"`` (``alpha``, section 3.4) or, with ``alpha=None``, ``"quantile"`` of the
+        held-out normals' scores (:class:`adlib.detectors.BaseDeepDetector`)."""
+        return "quantile" if self.alpha is None else "fixed"
 
     # -- hooks -------------------------------------------------------------------------------
     def build_network(self, input_shape):
