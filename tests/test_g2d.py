@@ -153,6 +153,16 @@ def test_alpha_none_thresholds_on_the_held_out_normals():
     assert tiny(alpha=0.3).threshold_rule == "fixed"
 
 
+def test_augment_normals_adds_normal_looking_samples_to_the_normal_class():
+    X = ramp_images(48, side=16) * 2 - 1
+    det = tiny(augment_normals=0.5).fit(X[:40], X[40:])
+    regimes = det.selection_["regimes"]
+    late = [j for j, r in enumerate(regimes) if r == "normal-looking"] or [len(det.snapshots_) - 1]
+    assert det.augment_snapshots_ == late and len(det.augmented_) == 20
+    assert not set(late) & set(det.selection_["selected"]) or late == [len(det.snapshots_) - 1]
+    assert tiny().fit(X[:40]).augmented_ is None
+
+
 def test_the_wgan_is_reproducible_with_a_seed():
     X = ramp_images(32, side=16) * 2 - 1
     a, b = tiny(gan_iterations=9).fit(X), tiny(gan_iterations=9).fit(X)
@@ -171,6 +181,7 @@ def test_samples_per_generator_and_k_set_the_pool_size():
     ({"snapshot_every": 0}, "snapshot_every"),
     ({"alpha": 1.5}, "alpha"),
     ({"alpha": 0.0}, "or be None"),
+    ({"augment_normals": 1.5}, "augment_normals"),
     ({"k": 0}, "k=0"),
 ])
 def test_bad_parameters_raise(params, match):

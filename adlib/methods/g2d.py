@@ -259,6 +259,13 @@ class G2D(BaseDeepDetector):
             iterations); ``regimes`` names the regimes whose generators are used (default:
             far and boundary).
         samples_per_generator: ``m``; ``None``: as many in total as training normals.
+        augment_normals: the share of generated samples added to D's *normal* class, drawn from
+            the snapshots of the last regime (normal-looking samples; the last snapshot when
+            the rule labels none so): every batch of ``B`` normals is joined by
+            ``round(augment_normals * B)`` of them, and the irregular half grows to match.
+            Section 3.1: samples of the last regime are "appropriate for augmenting the target
+            class data"; the paper does not say that its D was trained so. 0 (default): no
+            augmentation. It takes away D's shortcut of telling generated from real images.
         alpha: decision threshold on the probability of "irregular" (``predict``; the
             paper's 0.5). ``None``: the clean alternative, the ``1 - contamination`` quantile
             of the held-out normals' scores (no anomaly, real or generated, sets it; the rows
@@ -291,7 +298,7 @@ class G2D(BaseDeepDetector):
                  gan_width: int = 32, window: int = 10, h: int = 5,
                  eps: tuple = (1.0, 0.1, 0.01), k: int | None = None,
                  regimes: tuple = REGIMES[:2], samples_per_generator: int | None = None,
-                 alpha: float = 0.5, momentum: float = 0.9, quick_gan_iterations: int = 60,
+                 augment_normals: float = 0.0, alpha: float = 0.5, momentum: float = 0.9, quick_gan_iterations: int = 60,
                  **kwargs):
         kwargs.setdefault("batch_size", 32)
         kwargs.setdefault("lr", 0.01)
@@ -311,6 +318,7 @@ class G2D(BaseDeepDetector):
         self.k = k
         self.regimes = regimes
         self.samples_per_generator = samples_per_generator
+        self.augment_normals = augment_normals
         self.alpha = alpha
         self.momentum = momentum
         self.quick_gan_iterations = quick_gan_iterations
@@ -337,6 +345,9 @@ class G2D(BaseDeepDetector):
                              "threshold on the held-out normals")
         if self.n_critic < 1 or self.gan_batch_size < 2:
             raise ValueError("n_critic must be >= 1 and gan_batch_size >= 2")
+        if not 0 <= self.augment_normals <= 1:
+            raise ValueError(f"augment_normals={self.augment_normals} must lie in [0, 1] (a "
+                             "share of each batch's normals)")
         if self.k is not None and self.k < 1:
             raise ValueError(f"k={self.k} must be a positive number of generators or None")
         if self.snapshot_every < 1 or self.window < 1 or self.h < 1 or self.gan_width < 1:
@@ -447,7 +458,8 @@ class G2D(BaseDeepDetector):
         return torch.cat([net(self._noise(min(256, n - s))).cpu() for s in range(0, n, 256)])
 
     def setup(self, X_train, X_val):
-        """Train the WGAN, select generators, draw the training and validation irregularities."""
+        """Train the WGAN, select generators, draw the training and validation irregularities
+        (and, with ``augment_normals``, the normal-looking samples added to the normals)."""
         self.train_gan(X_train)
         iterations, _ = self._budget()
         at = [r["iteration"] for r in self.gan_history_ if r["iteration"] + self.h < iterations]
@@ -463,12 +475,33 @@ class G2D(BaseDeepDetector):
         n_val = len(X_val) if X_val is not None else 0
         self.val_irregular_ = (torch.cat([self.generate(j, math.ceil(n_val / len(chosen)))
                                           for j in chosen])[:n_val] if n_val else None)
+        self.augment_snapshots_, self.augmented_ = self._normal_looking(len(X_train))
+
+    def _normal_looking(self, n_train: int) -> tuple[list, torch.Tensor | None]:
+        """The snapshots of the last regime (or the last snapshot when none is labelled so)
+        and ``ceil(augment_normals * n_train)`` of their samples; ``([], None)`` without
+        augmentation."""
+        if not self.augment_normals:
+            return [], None
+        regimes = self.selection_["regimes"]
+        late = [j for j, r in enumerate(regimes) if r == REGIMES[2]] or [len(self.snapshots_) - 1]
+        n = math.ceil(self.augment_normals * n_train)
+        per = math.ceil(n / len(late))
+        return late, torch.cat([self.generate(j, per) for j in late])[:n]
 
     def training_loss(self, batch):
-        """NLL of normals (0) and as many irregular samples (1) drawn from the pool (eq. 1)."""
-        idx = torch.randint(len(self.irregular_), (len(batch),), generator=self.generator_)
-        x = torch.cat([batch, self.irregular_[idx].to(batch.device)])
-        y = torch.cat([torch.zeros(len(batch)), torch.ones(len(batch))]).long().to(batch.device)
+        """NLL of normals (0) and as many irregular samples (1) drawn from the pool (eq. 1);
+        with ``augment_normals``, normal-looking samples join the normals (0) and the
+        irregular half grows to match."""
+        normals = batch
+        if self.augmented_ is not None:
+            a = round(self.augment_normals * len(batch))
+            pick = torch.randint(len(self.augmented_), (a,), generator=self.generator_)
+            normals = torch.cat([batch, self.augmented_[pick].to(batch.device)])
+        n = len(normals)
+        idx = torch.randint(len(self.irregular_), (n,), generator=self.generator_)
+        x = torch.cat([normals, self.irregular_[idx].to(batch.device)])
+        y = torch.cat([torch.zeros(n), torch.ones(n)]).long().to(batch.device)
         return F.nll_loss(F.log_softmax(self.network_(x), dim=1), y)
 
     def batch_scores(self, batch):
