@@ -300,7 +300,8 @@ class G2D(BaseDeepDetector):
                  gan_width: int = 32, window: int = 10, h: int = 5,
                  eps: tuple = (1.0, 0.1, 0.01), k: int | None = None,
                  regimes: tuple = REGIMES[:2], samples_per_generator: int | None = None,
-                 augment_normals: float = 0.0, alpha: float = 0.5, momentum: float = 0.9, quick_gan_iterations: int = 60,
+                 augment_normals: float = 0.0, alpha: float | None = 0.5,
+                 momentum: float = 0.9, quick_gan_iterations: int = 60,
                  **kwargs):
         kwargs.setdefault("batch_size", 32)
         kwargs.setdefault("lr", 0.01)
