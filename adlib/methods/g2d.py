@@ -476,8 +476,7 @@ class G2D(BaseDeepDetector):
         m = self.samples_per_generator or math.ceil(len(X_train) / len(chosen))
         self.irregular_ = torch.cat([self.generate(j, m) for j in chosen])
         n_val = len(X_val) if X_val is not None else 0
-        self.val_irregular_ = (torch.cat([self.generate(j, math.ceil(n_val / len(chosen)))
-                                          for j in chosen])[:n_val] if n_val else None)
+        self.val_irregular_ = self._draw(chosen, n_val) if n_val else None
         self.augment_snapshots_, self.augmented_ = self._normal_looking(len(X_train))
 
     def _normal_looking(self, n_train: int) -> tuple[list, torch.Tensor | None]:
@@ -488,9 +487,12 @@ class G2D(BaseDeepDetector):
             return [], None
         regimes = self.selection_["regimes"]
         late = [j for j, r in enumerate(regimes) if r == REGIMES[2]] or [len(self.snapshots_) - 1]
-        n = math.ceil(self.augment_normals * n_train)
-        per = math.ceil(n / len(late))
-        return late, torch.cat([self.generate(j, per) for j in late])[:n]
+        return late, self._draw(late, math.ceil(self.augment_normals * n_train))
+
+    def _draw(self, snapshots: list, n: int) -> torch.Tensor:
+        """``n`` samples shared evenly among the generators of ``snapshots``."""
+        per = math.ceil(n / len(snapshots))
+        return torch.cat([self.generate(j, per) for j in snapshots])[:n]
 
     def training_loss(self, batch):
         """NLL of normals (0) and as many irregular samples (1) drawn from the pool (eq. 1);
