@@ -7,7 +7,8 @@ import torch
 from helpers import ramp_images
 
 from adlib.methods.g2d import (G2D, Critic, DetectorNet, IrregularityGenerator,
-                               generator_curve, gradient_penalty, loss_drops, select_generators)
+                               REGIMES, generator_curve, gradient_penalty, loss_drops,
+                               select_generators)
 
 
 @pytest.mark.parametrize("side", [16, 28, 30, 32])
@@ -115,6 +116,37 @@ def test_selection_rule_finds_the_three_regimes():
     assert len(capped) == 3 and capped[0] == 0 and capped[-1] == sel["selected"][-1]
     with pytest.raises(ValueError, match="eps1 > eps2 > eps3"):
         select_generators(losses, eps=(0.1, 1.0, 0.01))
+
+
+def test_ordered_selection_ends_at_the_first_normal_looking_snapshot():
+    curve = [10, 6, 6, 6, 5.8, 5.4, 5.4]  # drops 4, 0, 0, .2, .4, 0: relative 1, 0, 0, .05, .1, 0
+    loose = select_generators(curve, h=1)
+    assert loose["regimes"] == ["far", "normal-looking", "normal-looking", "boundary",
+                                "boundary", "normal-looking"]
+    assert loose["selected"] == [0, 3, 4]
+    ordered = select_generators(curve, h=1, ordered=True)
+    assert ordered["regimes"] == ["far"] + ["normal-looking"] * 5
+    assert ordered["selected"] == [0]
+    # already in order: unchanged
+    in_order = [1, 4, 9, 7, 5, 3, 1.6, 1.45, 1.3, 1.2, 1.1, 1.05, 1.03, 1.02, 1.02, 1.02, 1.02]
+    assert (select_generators(in_order, h=2, ordered=True)["regimes"]
+            == select_generators(in_order, h=2)["regimes"])
+
+
+def test_ordered_regimes_reach_the_fitted_selection(monkeypatch):
+    from adlib.methods import g2d
+    seen = []
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("ordered"))
+        return select_generators(*args, **kwargs)
+
+    monkeypatch.setattr(g2d, "select_generators", spy)
+    X = ramp_images(48, side=16) * 2 - 1
+    model = tiny(ordered_regimes=True).fit(X[:40], X[40:])
+    assert seen == [True]
+    order = [REGIMES.index(r) for r in model.selection_["regimes"]]
+    assert order == sorted(order)
 
 
 def tiny(**kwargs):

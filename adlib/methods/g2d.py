@@ -201,7 +201,8 @@ def loss_drops(losses, h: int = 5, at=None) -> np.ndarray:
 
 
 def select_generators(losses, h: int = 5, eps: tuple = (1.0, 0.1, 0.01),
-                      k: int | None = None, regimes: tuple = REGIMES[:2], at=None) -> dict:
+                      k: int | None = None, regimes: tuple = REGIMES[:2], at=None,
+                      ordered: bool = False) -> dict:
     """Pick the snapshots whose generators make irregular samples (section 3.3, Fig 4).
 
     ``losses`` is the curve the rule reads (per iteration: :func:`generator_curve`; NaN where it
@@ -210,9 +211,11 @@ def select_generators(losses, h: int = 5, eps: tuple = (1.0, 0.1, 0.01),
     is assigned to the regime of ``eps = (eps1, eps2, eps3)`` nearest on a log scale: far-away
     noise, boundary irregularities, normal-looking samples. Snapshots before the curve's peak
     (the critic still learning, I still noise) or where it is undefined count as far-away
-    noise. Snapshots of the first two regimes are selected (``regimes`` names others); ``k``
-    keeps at most ``k`` of them, evenly spaced. Returns ``{"iterations", "drops", "relative",
-    "regimes", "selected"}``; ``selected`` indexes ``at`` (the snapshots).
+    noise. ``ordered=True`` keeps the regimes in time order, as Fig 4 draws them: a snapshot
+    takes the latest regime of any snapshot up to it, so the first "normal-looking" one ends
+    the selection. Snapshots of the first two regimes are selected (``regimes`` names
+    others); ``k`` keeps at most ``k`` of them, evenly spaced. Returns ``{"iterations",
+    "drops", "relative", "regimes", "selected"}``; ``selected`` indexes ``at`` (the snapshots).
     """
     e1, e2, e3 = eps
     unknown = set(regimes) - set(REGIMES)
@@ -231,6 +234,9 @@ def select_generators(losses, h: int = 5, eps: tuple = (1.0, 0.1, 0.01),
     labels = [REGIMES[0] if (i < peak or not ok or r >= high) else
               REGIMES[1] if r >= low else REGIMES[2]
               for i, ok, r in zip(at, finite, rel)]
+    if ordered and labels:
+        order = np.maximum.accumulate([REGIMES.index(r) for r in labels])
+        labels = [REGIMES[j] for j in order]
     selected = [j for j, r in enumerate(labels) if r in regimes]
     if k is not None and len(selected) > k:
         selected = [selected[j] for j in np.linspace(0, len(selected) - 1, k).round().astype(int)]
@@ -258,6 +264,10 @@ class G2D(BaseDeepDetector):
             (:func:`generator_curve`, :func:`select_generators`; ``window`` and ``h`` count
             iterations); ``regimes`` names the regimes whose generators are used (default:
             far and boundary).
+        ordered_regimes: keep the regimes in time order (Fig 4): the first snapshot the rule
+            calls normal-looking ends the selection. ``False`` (default): each snapshot is
+            labelled by its own drop, and on a short noisy curve the regimes come out of
+            order (digit 0, 500 iterations, width 16: ``bffbnnnbbbbbbbbbnfb``).
         samples_per_generator: ``m``; ``None``: as many in total as training normals.
         augment_normals: the share of generated samples added to D's *normal* class, drawn from
             the snapshots of the last regime (normal-looking samples; the last snapshot when
@@ -299,7 +309,8 @@ class G2D(BaseDeepDetector):
                  gan_betas: tuple = (0.5, 0.999), gan_batch_size: int = 64, z_dim: int = 100,
                  gan_width: int = 32, window: int = 10, h: int = 5,
                  eps: tuple = (1.0, 0.1, 0.01), k: int | None = None,
-                 regimes: tuple = REGIMES[:2], samples_per_generator: int | None = None,
+                 regimes: tuple = REGIMES[:2], ordered_regimes: bool = False,
+                 samples_per_generator: int | None = None,
                  augment_normals: float = 0.0, alpha: float | None = 0.5,
                  momentum: float = 0.9, quick_gan_iterations: int = 60,
                  **kwargs):
@@ -320,6 +331,7 @@ class G2D(BaseDeepDetector):
         self.eps = eps
         self.k = k
         self.regimes = regimes
+        self.ordered_regimes = ordered_regimes
         self.samples_per_generator = samples_per_generator
         self.augment_normals = augment_normals
         self.alpha = alpha
@@ -468,7 +480,7 @@ class G2D(BaseDeepDetector):
         at = [r["iteration"] for r in self.gan_history_ if r["iteration"] + self.h < iterations]
         self.selection_ = select_generators(
             generator_curve(self.generator_losses_, self.window), self.h, tuple(self.eps),
-            self.k, tuple(self.regimes), at=at)
+            self.k, tuple(self.regimes), at=at, ordered=self.ordered_regimes)
         chosen = self.selection_["selected"]
         if not chosen:
             raise RuntimeError("the selection rule picked no generator: widen eps or train "
