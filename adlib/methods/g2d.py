@@ -267,7 +267,8 @@ class G2D(BaseDeepDetector):
         ordered_regimes: keep the regimes in time order (Fig 4): the first snapshot the rule
             calls normal-looking ends the selection. ``False`` (default): each snapshot is
             labelled by its own drop, and on a short noisy curve the regimes come out of
-            order (digit 0, 500 iterations, width 16: ``bffbnnnbbbbbbbbbnfb``).
+            order (digit 0, 500 iterations, width 16: ``bffbnnnbbbbbbbbbnfb``; development
+            AUROC 81.8 as labelled, 83.4 ordered, one seed).
         samples_per_generator: ``m``; ``None``: as many in total as training normals.
         augment_normals: the share of generated samples added to D's *normal* class, drawn from
             the snapshots of the last regime (normal-looking samples; the last snapshot when
